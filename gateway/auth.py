@@ -1,0 +1,141 @@
+"""Who is calling: a gateway API key, a gateway JWT, or an RS256 JWT from an outside identity provider."""
+
+import functools
+from datetime import timedelta
+
+import jwt
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+from rest_framework_simplejwt.authentication import JWTAuthentication as SimpleJWTAuthentication
+from rest_framework_simplejwt.exceptions import InvalidToken
+
+from gateway.models import KEY_PREFIX, APIKey, hash_key
+
+# last_used_at is a hint for people, not an audit log: write it at most this often.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def credentials_from_headers(headers) -> str | None:
+    """The bearer token or X-API-Key value, whichever the client sent."""
+    value = headers.get("X-API-Key") or headers.get("x-api-key")
+    if value:
+        return value.strip()
+    auth = headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def user_for_api_key(secret: str) -> tuple:
+    """(user, key) for an active key; AuthenticationFailed otherwise. Sync: touches the DB."""
+    key = (
+        APIKey.objects.select_related("user")
+        .filter(key_hash=hash_key(secret))
+        .first()
+    )
+    if key is None:
+        raise exceptions.AuthenticationFailed("Invalid API key.")
+    if key.revoked_at is not None:
+        raise exceptions.AuthenticationFailed("This API key has been revoked.")
+    if key.expires_at is not None and key.expires_at <= timezone.now():
+        raise exceptions.AuthenticationFailed("This API key has expired.")
+    if not key.user.is_active:
+        raise exceptions.AuthenticationFailed("This user is inactive.")
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        APIKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    return key.user, key
+
+
+class APIKeyAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request):
+        secret = credentials_from_headers(request.headers)
+        if not secret or not secret.startswith(KEY_PREFIX):
+            return None
+        return user_for_api_key(secret)
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="api"'
+
+
+@functools.cache
+def _jwks_client(url: str) -> jwt.PyJWKClient:
+    return jwt.PyJWKClient(url, cache_keys=True, lifespan=600)
+
+
+def _external_signing_key(token: str):
+    if settings.JWT_VERIFYING_KEY:
+        return settings.JWT_VERIFYING_KEY
+    if settings.JWT_JWKS_URL:
+        try:
+            return _jwks_client(settings.JWT_JWKS_URL).get_signing_key_from_jwt(token).key
+        except jwt.PyJWKClientError as exc:
+            raise exceptions.AuthenticationFailed(f"Token signing key not found: {exc}") from exc
+    raise exceptions.AuthenticationFailed("Outside tokens are not configured on this gateway.")
+
+
+_JWT_REASONS = [
+    (jwt.ExpiredSignatureError, "Token has expired."),
+    (jwt.InvalidAudienceError, "Token audience is not accepted."),
+    (jwt.InvalidIssuerError, "Token issuer is not accepted."),
+    (jwt.InvalidSignatureError, "Token signature is invalid."),
+    (jwt.ImmatureSignatureError, "Token is not valid yet."),
+    (jwt.MissingRequiredClaimError, "Token lacks a required claim."),
+]
+
+
+def _external_user(token: str):
+    try:
+        claims = jwt.decode(
+            token,
+            _external_signing_key(token),
+            algorithms=["RS256"],
+            issuer=settings.JWT_ISSUER,
+            audience=settings.JWT_AUDIENCE or None,
+            options={"require": ["exp", "iss", "sub"], "verify_aud": bool(settings.JWT_AUDIENCE)},
+        )
+    except jwt.InvalidTokenError as exc:
+        reason = next((text for cls, text in _JWT_REASONS if isinstance(exc, cls)), "Token is invalid.")
+        raise exceptions.AuthenticationFailed(reason) from exc
+    username = str(claims.get(settings.JWT_USERNAME_CLAIM) or claims["sub"])[:150]
+    user, _ = get_user_model().objects.get_or_create(
+        username=username, defaults={"email": claims.get("email", "")}
+    )
+    if not user.is_active:
+        raise exceptions.AuthenticationFailed("This user is inactive.")
+    return user
+
+
+class JWTAuthentication(SimpleJWTAuthentication):
+    """The gateway's own HS256 tokens, plus RS256 tokens from JWT_ISSUER when configured."""
+
+    def authenticate(self, request):
+        header = self.get_header(request)
+        if header is None:
+            return None
+        raw = self.get_raw_token(header)
+        if raw is None:
+            return None
+        token = raw.decode() if isinstance(raw, bytes) else raw
+        try:
+            alg = jwt.get_unverified_header(token).get("alg", "")
+            issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        except jwt.InvalidTokenError as exc:
+            raise exceptions.AuthenticationFailed("Token is malformed.") from exc
+        if str(alg).lower() == "none":
+            raise exceptions.AuthenticationFailed("Unsigned tokens (alg 'none') are not accepted.")
+        if alg != settings.SIMPLE_JWT["ALGORITHM"] or issuer:
+            if not settings.JWT_ISSUER or issuer != settings.JWT_ISSUER:
+                raise exceptions.AuthenticationFailed(f"Token issuer {issuer!r} is not accepted.")
+            return _external_user(token), None
+        try:
+            validated = self.get_validated_token(raw)
+        except InvalidToken as exc:
+            messages = exc.detail.get("messages", []) if isinstance(exc.detail, dict) else []
+            reason = str(messages[0]["message"]) if messages else "Token is invalid."
+            reason = {"Token is expired": "Token has expired."}.get(reason, reason)
+            raise exceptions.AuthenticationFailed(reason) from exc
+        return self.get_user(validated), validated

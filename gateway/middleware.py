@@ -1,0 +1,38 @@
+from django.http import JsonResponse
+
+from django.conf import settings
+from gateway.errors import error_body
+
+
+class BodySizeLimitMiddleware:
+    """Answer 413 for bodies over MAX_REQUEST_BODY_BYTES before anything reads them."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
+        self.get_response = get_response
+        self.limit = settings.MAX_REQUEST_BODY_BYTES
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def _too_big(self, request):
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > self.limit:
+            message = f"The request body is {length} bytes; the limit is {self.limit}."
+            return JsonResponse(error_body("request_too_large", message), status=413)
+        return None
+
+    def __call__(self, request):
+        if self.is_async:
+            return self.__acall__(request)
+        return self._too_big(request) or self.get_response(request)
+
+    async def __acall__(self, request):
+        return self._too_big(request) or await self.get_response(request)

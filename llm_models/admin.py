@@ -1,0 +1,31 @@
+from django.contrib import admin, messages
+
+from llm_models import catalog
+from llm_models.models import LLMModel
+
+
+@admin.register(LLMModel)
+class LLMModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "provider", "provider_model", "context_window", "max_output_tokens",
+                    "input_price_per_1k", "output_price_per_1k", "enabled"]
+    list_filter = ["provider", "enabled"]
+    search_fields = ["name", "provider_model"]
+    list_editable = ["enabled"]
+    actions = ["enable", "disable"]
+    readonly_fields = ["created_at", "updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        catalog.invalidate()
+
+    @admin.action(description="Enable selected models")
+    def enable(self, request, queryset):
+        count = queryset.update(enabled=True)
+        catalog.invalidate()
+        self.message_user(request, f"{count} model(s) enabled.", messages.SUCCESS)
+
+    @admin.action(description="Disable selected models")
+    def disable(self, request, queryset):
+        count = queryset.update(enabled=False)
+        catalog.invalidate()
+        self.message_user(request, f"{count} model(s) disabled.", messages.SUCCESS)

@@ -1,0 +1,48 @@
+"""Looking models up by name on the hot path.
+
+Rows are cached per process for a few seconds, stamped by a version number kept in the
+shared cache: when staff edit a model, the version moves and every process reloads.
+"""
+
+import time
+
+from django.core.cache import cache
+
+from llm_models.models import LLMModel
+
+VERSION_KEY = "llm_models:version"
+LOCAL_TTL_SECONDS = 5.0
+
+_local: dict = {"version": None, "checked": 0.0, "models": {}}
+
+
+def invalidate() -> None:
+    try:
+        cache.incr(VERSION_KEY)
+    except ValueError:
+        cache.set(VERSION_KEY, 1, None)
+    _local["models"] = {}
+    _local["version"] = None
+
+
+def _refresh_if_stale() -> None:
+    now = time.monotonic()
+    if now - _local["checked"] < LOCAL_TTL_SECONDS and _local["version"] is not None:
+        return
+    version = cache.get(VERSION_KEY)
+    if version is None:
+        cache.add(VERSION_KEY, 1, None)
+        version = cache.get(VERSION_KEY, 1)
+    if version != _local["version"]:
+        _local["models"] = {}
+        _local["version"] = version
+    _local["checked"] = now
+
+
+def model_get(name: str) -> LLMModel | None:
+    """The model named `name`, enabled or not, or None. Sync: may touch the DB."""
+    _refresh_if_stale()
+    models = _local["models"]
+    if name not in models:
+        models[name] = LLMModel.objects.filter(name=name).first()
+    return models[name]

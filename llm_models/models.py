@@ -1,0 +1,63 @@
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import Q
+
+
+class Provider(models.TextChoices):
+    OPENAI = "openai", "OpenAI"
+    ANTHROPIC = "anthropic", "Anthropic"
+    OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible server"
+
+
+class LLMModelQuerySet(models.QuerySet):
+    def enabled(self):
+        return self.filter(enabled=True)
+
+
+class LLMModel(models.Model):
+    """A model the gateway offers, under its public `name`, with its vendor id and prices."""
+
+    name = models.SlugField(max_length=100, unique=True, help_text="The gateway's public name.")
+    provider = models.CharField(max_length=32, choices=Provider.choices)
+    provider_model = models.CharField(max_length=200, help_text="The vendor's model id.")
+    context_window = models.PositiveIntegerField()
+    max_output_tokens = models.PositiveIntegerField()
+    input_price_per_1k = models.DecimalField(max_digits=12, decimal_places=6)
+    output_price_per_1k = models.DecimalField(max_digits=12, decimal_places=6)
+    enabled = models.BooleanField(default=True)
+    base_url = models.URLField(
+        blank=True, help_text="For OpenAI-compatible servers (vLLM, Ollama, ...); empty = vendor default."
+    )
+    api_key_env = models.CharField(
+        max_length=100, blank=True,
+        help_text="Name of the environment variable holding this server's API key (never the key).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = LLMModelQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "LLM model"
+        constraints = [
+            models.CheckConstraint(condition=Q(context_window__gt=0), name="llm_context_window_positive"),
+            models.CheckConstraint(condition=Q(max_output_tokens__gt=0), name="llm_max_output_positive"),
+            models.CheckConstraint(
+                condition=Q(max_output_tokens__lte=models.F("context_window")),
+                name="llm_output_within_context",
+            ),
+            models.CheckConstraint(condition=Q(input_price_per_1k__gte=0), name="llm_input_price_non_negative"),
+            models.CheckConstraint(condition=Q(output_price_per_1k__gte=0), name="llm_output_price_non_negative"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
+        """USD for this many tokens, exact to the cent's ten-thousandth and beyond."""
+        return (
+            Decimal(prompt_tokens) * self.input_price_per_1k
+            + Decimal(completion_tokens) * self.output_price_per_1k
+        ) / 1000

@@ -1,0 +1,39 @@
+from rest_framework import serializers
+
+from llm_models.models import LLMModel
+
+PUBLIC_FIELDS = [
+    "name", "provider", "provider_model", "context_window", "max_output_tokens",
+    "input_price_per_1k", "output_price_per_1k", "enabled", "base_url", "created_at", "updated_at",
+]
+
+
+class LLMModelSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = LLMModel
+        fields = PUBLIC_FIELDS
+        read_only_fields = fields
+
+
+class LLMModelAdminSerializer(serializers.ModelSerializer):
+    """Staff edit every field; api_key_env names a variable, it never holds a key."""
+
+    class Meta:
+        model = LLMModel
+        fields = [*PUBLIC_FIELDS, "api_key_env"]
+        read_only_fields = ["created_at", "updated_at"]
+
+    def validate(self, attrs):
+        context = attrs.get("context_window", getattr(self.instance, "context_window", None))
+        output = attrs.get("max_output_tokens", getattr(self.instance, "max_output_tokens", None))
+        if context and output and output > context:
+            raise serializers.ValidationError(
+                {"max_output_tokens": f"Must not exceed context_window ({context})."}
+            )
+        for field in ("input_price_per_1k", "output_price_per_1k"):
+            if field in attrs and attrs[field] < 0:
+                raise serializers.ValidationError({field: "Must not be negative."})
+        for field in ("context_window", "max_output_tokens"):
+            if field in attrs and attrs[field] <= 0:
+                raise serializers.ValidationError({field: "Must be positive."})
+        return attrs
