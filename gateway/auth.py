@@ -1,4 +1,5 @@
-"""Who is calling: a gateway API key, a gateway JWT, or an RS256 JWT from an outside identity provider."""
+"""Who is calling: a gateway API key, a gateway JWT, or an RS256 JWT from an outside identity
+provider."""
 
 import functools
 from datetime import timedelta
@@ -87,6 +88,10 @@ _JWT_REASONS = [
 ]
 
 
+def _reason(exc: jwt.InvalidTokenError) -> str:
+    return next((text for cls, text in _JWT_REASONS if isinstance(exc, cls)), "Token is invalid.")
+
+
 def _external_user(token: str):
     try:
         claims = jwt.decode(
@@ -98,8 +103,7 @@ def _external_user(token: str):
             options={"require": ["exp", "iss", "sub"], "verify_aud": bool(settings.JWT_AUDIENCE)},
         )
     except jwt.InvalidTokenError as exc:
-        reason = next((text for cls, text in _JWT_REASONS if isinstance(exc, cls)), "Token is invalid.")
-        raise exceptions.AuthenticationFailed(reason) from exc
+        raise exceptions.AuthenticationFailed(_reason(exc)) from exc
     username = str(claims.get(settings.JWT_USERNAME_CLAIM) or claims["sub"])[:150]
     user, _ = get_user_model().objects.get_or_create(
         username=username, defaults={"email": claims.get("email", "")}
@@ -107,6 +111,17 @@ def _external_user(token: str):
     if not user.is_active:
         raise exceptions.AuthenticationFailed("This user is inactive.")
     return user
+
+
+def _own_token_reason(token: str) -> str:
+    """simplejwt says only "Token is invalid"; say why (bad signature, ...) when PyJWT can."""
+    try:
+        jwt.decode(token, settings.SIMPLE_JWT["SIGNING_KEY"],
+                   algorithms=[settings.SIMPLE_JWT["ALGORITHM"]],
+                   options={"verify_aud": False, "verify_iss": False})
+    except jwt.InvalidTokenError as exc:
+        return _reason(exc)
+    return "Token is invalid."
 
 
 class JWTAuthentication(SimpleJWTAuthentication):
@@ -137,5 +152,20 @@ class JWTAuthentication(SimpleJWTAuthentication):
             messages = exc.detail.get("messages", []) if isinstance(exc.detail, dict) else []
             reason = str(messages[0]["message"]) if messages else "Token is invalid."
             reason = {"Token is expired": "Token has expired."}.get(reason, reason)
+            if reason == "Token is invalid":
+                reason = _own_token_reason(token)
             raise exceptions.AuthenticationFailed(reason) from exc
         return self.get_user(validated), validated
+
+
+def authenticate_request(request) -> tuple:
+    """(user, api_key or None) for a plain Django request, as the REST views would decide.
+
+    For the async completion views, which run outside DRF. Sync: touches the DB.
+    """
+    for authenticator in (APIKeyAuthentication(), JWTAuthentication()):
+        result = authenticator.authenticate(request)
+        if result is not None:
+            user, credential = result
+            return user, credential if isinstance(credential, APIKey) else None
+    raise exceptions.NotAuthenticated("Authentication credentials were not provided.")

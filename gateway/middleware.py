@@ -1,6 +1,6 @@
+from django.conf import settings
 from django.http import JsonResponse
 
-from django.conf import settings
 from gateway.errors import error_body
 
 
@@ -14,18 +14,19 @@ class BodySizeLimitMiddleware:
         from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
         self.get_response = get_response
-        self.limit = settings.MAX_REQUEST_BODY_BYTES
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
 
     def _too_big(self, request):
+        # Read per request (a cheap attribute lookup) so an overridden setting takes effect.
+        limit = settings.MAX_REQUEST_BODY_BYTES
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
-        if length > self.limit:
-            message = f"The request body is {length} bytes; the limit is {self.limit}."
+        if length > limit:
+            message = f"The request body is {length} bytes; the limit is {limit}."
             return JsonResponse(error_body("request_too_large", message), status=413)
         return None
 
