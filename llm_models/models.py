@@ -1,7 +1,14 @@
 from decimal import Decimal
 
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+
+# Vendors' names have dots (gpt-3.5-turbo), so not a slug; no slash, since URLs carry it.
+validate_model_name = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._:-]*\Z",
+    "Letters, digits, and . _ : - only, starting with a letter or digit.",
+)
 
 
 class Provider(models.TextChoices):
@@ -18,7 +25,8 @@ class LLMModelQuerySet(models.QuerySet):
 class LLMModel(models.Model):
     """A model the gateway offers, under its public `name`, with its vendor id and prices."""
 
-    name = models.SlugField(max_length=100, unique=True, help_text="The gateway's public name.")
+    name = models.CharField(max_length=100, unique=True, validators=[validate_model_name],
+                            help_text="The gateway's public name.")
     provider = models.CharField(max_length=32, choices=Provider.choices)
     provider_model = models.CharField(max_length=200, help_text="The vendor's model id.")
     context_window = models.PositiveIntegerField()
@@ -27,7 +35,8 @@ class LLMModel(models.Model):
     output_price_per_1k = models.DecimalField(max_digits=12, decimal_places=6)
     enabled = models.BooleanField(default=True)
     base_url = models.URLField(
-        blank=True, help_text="For OpenAI-compatible servers (vLLM, Ollama, ...); empty = vendor default."
+        blank=True,
+        help_text="For OpenAI-compatible servers (vLLM, Ollama, ...); empty = vendor default.",
     )
     api_key_env = models.CharField(
         max_length=100, blank=True,
@@ -42,14 +51,18 @@ class LLMModel(models.Model):
         ordering = ["name"]
         verbose_name = "LLM model"
         constraints = [
-            models.CheckConstraint(condition=Q(context_window__gt=0), name="llm_context_window_positive"),
-            models.CheckConstraint(condition=Q(max_output_tokens__gt=0), name="llm_max_output_positive"),
+            models.CheckConstraint(condition=Q(context_window__gt=0),
+                                   name="llm_context_window_positive"),
+            models.CheckConstraint(condition=Q(max_output_tokens__gt=0),
+                                   name="llm_max_output_positive"),
             models.CheckConstraint(
                 condition=Q(max_output_tokens__lte=models.F("context_window")),
                 name="llm_output_within_context",
             ),
-            models.CheckConstraint(condition=Q(input_price_per_1k__gte=0), name="llm_input_price_non_negative"),
-            models.CheckConstraint(condition=Q(output_price_per_1k__gte=0), name="llm_output_price_non_negative"),
+            models.CheckConstraint(condition=Q(input_price_per_1k__gte=0),
+                                   name="llm_input_price_non_negative"),
+            models.CheckConstraint(condition=Q(output_price_per_1k__gte=0),
+                                   name="llm_output_price_non_negative"),
         ]
 
     def __str__(self):
