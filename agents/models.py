@@ -15,7 +15,8 @@ class Agent(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     system_prompt = models.TextField(blank=True)
-    model = models.ForeignKey("llm_models.LLMModel", on_delete=models.PROTECT, related_name="agents")
+    model = models.ForeignKey("llm_models.LLMModel", on_delete=models.PROTECT,
+                              related_name="agents")
     temperature = models.FloatField(null=True, blank=True)
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
     owner = models.ForeignKey(
@@ -35,7 +36,8 @@ class Agent(models.Model):
                 name="agent_temperature_range",
             ),
             models.CheckConstraint(
-                condition=Q(max_tokens__isnull=True) | Q(max_tokens__gt=0), name="agent_max_tokens_positive"
+                condition=Q(max_tokens__isnull=True) | Q(max_tokens__gt=0),
+                name="agent_max_tokens_positive",
             ),
         ]
         indexes = [models.Index(fields=["owner", "name"])]

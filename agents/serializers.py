@@ -8,14 +8,15 @@ class AgentSerializer(serializers.ModelSerializer):
     model = serializers.SlugRelatedField(slug_field="name", queryset=LLMModel.objects.enabled())
     temperature = serializers.FloatField(min_value=0, max_value=2, required=False, allow_null=True)
     max_tokens = serializers.IntegerField(min_value=1, required=False, allow_null=True)
-    shared = serializers.BooleanField(required=False, default=False,
-                                      help_text="Visible to everyone; staff only.")
+    # No default: a PUT that leaves `shared` out keeps the agent as it is.
+    shared = serializers.BooleanField(required=False,
+                                      help_text="Visible to everyone; staff only. Set at creation.")
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = Agent
-        fields = ["id", "name", "description", "system_prompt", "model", "temperature", "max_tokens",
-                  "shared", "owner", "created_at", "updated_at"]
+        fields = ["id", "name", "description", "system_prompt", "model", "temperature",
+                  "max_tokens", "shared", "owner", "created_at", "updated_at"]
         read_only_fields = ["id", "owner", "created_at", "updated_at"]
 
     def validate(self, attrs):
