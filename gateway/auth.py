@@ -8,6 +8,7 @@ import jwt
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework_simplejwt.authentication import JWTAuthentication as SimpleJWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken
@@ -169,3 +170,24 @@ def authenticate_request(request) -> tuple:
             user, credential = result
             return user, credential if isinstance(credential, APIKey) else None
     raise exceptions.NotAuthenticated("Authentication credentials were not provided.")
+
+
+class APIKeyScheme(OpenApiAuthenticationExtension):
+    """How the OpenAPI schema describes gateway API keys (sent as X-API-Key or a bearer token)."""
+
+    target_class = "gateway.auth.APIKeyAuthentication"
+    name = "apiKeyAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                "description": f"A gateway API key ({KEY_PREFIX}...), also accepted as a bearer "
+                               "token."}
+
+
+class GatewayJWTScheme(OpenApiAuthenticationExtension):
+    target_class = "gateway.auth.JWTAuthentication"
+    name = "jwtAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                "description": "A token from /api/auth/token/, or an RS256 token from JWT_ISSUER."}
