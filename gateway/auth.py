@@ -85,11 +85,12 @@ _JWT_REASONS = [
     (jwt.InvalidIssuerError, "Token issuer is not accepted."),
     (jwt.InvalidSignatureError, "Token signature is invalid."),
     (jwt.ImmatureSignatureError, "Token is not valid yet."),
-    (jwt.MissingRequiredClaimError, "Token lacks a required claim."),
 ]
 
 
 def _reason(exc: jwt.InvalidTokenError) -> str:
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"Token lacks the required {exc.claim!r} claim."
     return next((text for cls, text in _JWT_REASONS if isinstance(exc, cls)), "Token is invalid.")
 
 
