@@ -20,6 +20,7 @@ migrate: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_models
 	$(BIN)/python manage.py ensure_admin
+	$(BIN)/python manage.py collectstatic --noinput -v 0
 
 # Development server: DEBUG on unless set, SQLite unless DATABASE_URL is set.
 run: export DEBUG ?= 1
@@ -28,7 +29,6 @@ run: migrate
 
 # Production server: gunicorn with uvicorn workers (ASGI). Needs SECRET_KEY; DEBUG off.
 serve: migrate
-	$(BIN)/python manage.py collectstatic --noinput -v 0
 	$(BIN)/gunicorn gateway.asgi:application -k uvicorn_worker.UvicornWorker \
 		-w $(WORKERS) -b $(HOST):$(PORT) --access-logfile - --graceful-timeout 30
 

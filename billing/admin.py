@@ -1,0 +1,105 @@
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.utils import timezone
+
+from billing.models import DailyUsage, Quota, UsageRecord
+from billing.services import period_start, quota_reset
+
+QUOTA_EDITABLE = ["unlimited", "token_limit", "usd_limit", "period", "requests_per_minute",
+                  "tokens_per_minute"]
+QUOTA_COUNTERS = ["used_tokens", "reserved_tokens", "used_usd", "reserved_usd", "period_start",
+                  "last_reset_at"]
+
+
+def _restart_period_if_changed(quota: Quota, changed: list[str]) -> None:
+    if "period" in changed:
+        quota.period_start = period_start(quota.period, timezone.now())
+
+
+class QuotaInline(admin.StackedInline):
+    model = Quota
+    can_delete = False
+    fields = QUOTA_EDITABLE + QUOTA_COUNTERS
+    readonly_fields = QUOTA_COUNTERS
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class GatewayUserAdmin(UserAdmin):
+    inlines = [QuotaInline]
+
+    def save_formset(self, request, form, formset, change):
+        for inline_form in formset.forms:
+            if isinstance(inline_form.instance, Quota):
+                quota = inline_form.instance
+                if quota.period_start is None:
+                    quota.period_start = period_start(quota.period, timezone.now())
+                _restart_period_if_changed(quota, inline_form.changed_data)
+        super().save_formset(request, form, formset, change)
+
+
+@admin.register(Quota)
+class QuotaAdmin(admin.ModelAdmin):
+    list_display = ["user", "period", "token_limit", "used_tokens", "reserved_tokens", "remaining_tokens",
+                    "usd_limit", "used_usd", "unlimited", "last_reset_at"]
+    list_filter = ["period", "unlimited"]
+    search_fields = ["user__username", "user__email"]
+    list_select_related = ["user"]
+    fields = ["user", *QUOTA_EDITABLE, *QUOTA_COUNTERS]
+    readonly_fields = QUOTA_COUNTERS
+    raw_id_fields = ["user"]
+    actions = ["reset_now"]
+
+    @admin.display(description="remaining tokens")
+    def remaining_tokens(self, quota):
+        if quota.unlimited or quota.token_limit is None:
+            return "∞"
+        return max(quota.token_limit - quota.used_tokens - quota.reserved_tokens, 0)
+
+    def save_model(self, request, obj, form, change):
+        if obj.period_start is None:
+            obj.period_start = period_start(obj.period, timezone.now())
+        _restart_period_if_changed(obj, form.changed_data)
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Reset now (usage records are kept)")
+    def reset_now(self, request, queryset):
+        now = timezone.now()
+        for quota in queryset:
+            quota_reset(quota=quota, now=now)
+        self.message_user(request, f"{queryset.count()} quota(s) reset.", messages.SUCCESS)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "user", "model_name", "endpoint", "status", "prompt_tokens",
+                    "completion_tokens", "cost", "api_key"]
+    list_filter = ["status", "endpoint", "model_name"]
+    search_fields = ["user__username", "request_id"]
+    date_hierarchy = "created_at"
+    list_select_related = ["user", "api_key"]
+    show_full_result_count = False  # counting millions of rows on every page is slow
+
+
+@admin.register(DailyUsage)
+class DailyUsageAdmin(ReadOnlyAdmin):
+    list_display = ["day", "user", "model_name", "requests", "prompt_tokens", "completion_tokens", "cost"]
+    list_filter = ["model_name"]
+    search_fields = ["user__username"]
+    date_hierarchy = "day"
+    list_select_related = ["user"]

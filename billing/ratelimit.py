@@ -1,0 +1,63 @@
+"""Requests and tokens per minute, per user (and per API key).
+
+Counters live in the cache: with REDIS_URL set they are Redis keys shared by every server
+process (INCR is atomic, keys expire with their minute); without Redis they are per process,
+so each process allows the full rate. Fixed one-minute windows: simple, and at most twice the
+rate across a window boundary, which is what per-minute limits are for.
+"""
+
+import time
+
+from django.core.cache import cache
+
+from gateway.errors import GatewayError
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limited"
+
+
+def _window() -> tuple[int, int]:
+    now = time.time()
+    minute = int(now // 60)
+    return minute, max(int(60 - now % 60), 1)
+
+
+def _add(key: str, amount: int) -> int:
+    if cache.add(key, amount, 120):
+        return amount
+    try:
+        return cache.incr(key, amount)
+    except ValueError:  # expired between add and incr
+        cache.add(key, amount, 120)
+        return amount
+
+
+def rate_limit_check(*, subject: str, requests_per_minute: int | None, tokens_per_minute: int | None,
+                     tokens: int) -> None:
+    """Count one request of `tokens` prompt tokens for `subject` ("user:7", "key:3"), or raise."""
+    minute, retry_after = _window()
+    if requests_per_minute:
+        count = _add(f"rl:req:{subject}:{minute}", 1)
+        if count > requests_per_minute:
+            raise RateLimited(
+                f"Rate limit of {requests_per_minute} requests per minute reached; retry in {retry_after} s.",
+                limit=requests_per_minute, retry_after=retry_after, headers={"Retry-After": str(retry_after)},
+            )
+    if tokens_per_minute:
+        key = f"rl:tok:{subject}:{minute}"
+        used = cache.get(key, 0)
+        if used + tokens > tokens_per_minute and used > 0:
+            raise RateLimited(
+                f"Rate limit of {tokens_per_minute} tokens per minute reached; retry in {retry_after} s.",
+                limit=tokens_per_minute, retry_after=retry_after, headers={"Retry-After": str(retry_after)},
+            )
+        _add(key, tokens)
+
+
+def rate_limit_add_tokens(*, subject: str, tokens: int) -> None:
+    """Count tokens known only after the reply (the completion) in this minute's window."""
+    if tokens > 0:
+        minute, _ = _window()
+        _add(f"rl:tok:{subject}:{minute}", tokens)

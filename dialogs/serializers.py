@@ -1,0 +1,54 @@
+from rest_framework import serializers
+
+from agents.models import Agent
+from dialogs.models import Dialog, Message
+from llm_models.models import LLMModel
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    model = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    cost = serializers.DecimalField(max_digits=14, decimal_places=8, coerce_to_string=True, read_only=True)
+
+    class Meta:
+        model = Message
+        fields = ["id", "dialog", "role", "content", "model", "prompt_tokens", "completion_tokens", "cost",
+                  "status", "error_type", "error_message", "request_id", "latency_ms", "created_at"]
+        read_only_fields = fields
+
+
+class MessageCreateSerializer(serializers.Serializer):
+    content = serializers.CharField(max_length=1_000_000, trim_whitespace=False)
+    stream = serializers.BooleanField(default=False)
+    max_tokens = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    temperature = serializers.FloatField(min_value=0, max_value=2, required=False, allow_null=True)
+
+    def validate_content(self, value):
+        if not value.strip():
+            raise serializers.ValidationError("Must not be blank.")
+        return value
+
+
+class DialogSerializer(serializers.ModelSerializer):
+    model = serializers.SlugRelatedField(slug_field="name", queryset=LLMModel.objects.enabled(), required=False)
+    agent = serializers.PrimaryKeyRelatedField(queryset=Agent.objects.none(), required=False, allow_null=True)
+
+    class Meta:
+        model = Dialog
+        fields = ["id", "title", "agent", "model", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None and request.user:
+            self.fields["agent"].queryset = Agent.objects.visible_to(request.user)
+
+    def validate(self, attrs):
+        agent = attrs.get("agent", getattr(self.instance, "agent", None))
+        if "model" not in attrs and self.instance is None:
+            if agent is None:
+                raise serializers.ValidationError({"model": "Give a model, or an agent whose model to use."})
+            if not agent.model.enabled:
+                raise serializers.ValidationError({"agent": f"The agent's model {agent.model.name} is disabled."})
+            attrs["model"] = agent.model
+        return attrs

@@ -1,0 +1,139 @@
+"""Anthropic-compatible endpoint: POST /v1/messages (the Messages API and its SSE events).
+
+Programs written for the Anthropic SDK work with base_url="http://gateway" and a gateway API key
+(sent as x-api-key or Authorization: Bearer). Any catalog model answers, OpenAI ones included.
+"""
+
+import json
+import secrets
+
+from django.http import JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from gateway.compat.calls import CallParams, call_complete, call_prepare, call_stream
+from gateway.db import db_phase
+from gateway.errors import GatewayError
+
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+               404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
+               422: "invalid_request_error", 429: "rate_limit_error", 502: "api_error",
+               503: "overloaded_error", 504: "api_error"}
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}
+
+
+def anthropic_error_body(error: GatewayError) -> dict:
+    return {"type": "error", "error": {"type": ERROR_TYPES.get(error.status, "api_error"),
+                                       "message": error.message}}
+
+
+def anthropic_error(error: GatewayError) -> JsonResponse:
+    response = JsonResponse(anthropic_error_body(error), status=error.status)
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
+
+
+def _text(content, where: str) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for block in content:
+            if not isinstance(block, dict) or block.get("type") != "text":
+                raise GatewayError(f"Only text content blocks are supported in {where}.", type="invalid_request")
+            texts.append(str(block.get("text", "")))
+        return "".join(texts)
+    raise GatewayError(f"{where} must be a string or a list of text blocks.", type="invalid_request")
+
+
+def parse_messages_request(raw: bytes) -> tuple[CallParams, bool]:
+    try:
+        body = json.loads(raw or b"")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise GatewayError(f"The body is not valid JSON: {exc}", type="invalid_request") from exc
+    if not isinstance(body, dict):
+        raise GatewayError("The body must be a JSON object.", type="invalid_request")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise GatewayError("model: Field required", type="invalid_request")
+    raw_messages = body.get("messages")
+    if not isinstance(raw_messages, list) or not raw_messages:
+        raise GatewayError("messages: must be a non-empty list", type="invalid_request")
+    messages = []
+    if body.get("system"):
+        messages.append({"role": "system", "content": _text(body["system"], "system")})
+    for message in raw_messages:
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            raise GatewayError("messages: each role must be 'user' or 'assistant'", type="invalid_request")
+        messages.append({"role": message["role"], "content": _text(message.get("content"), "messages")})
+    max_tokens = body.get("max_tokens")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
+                                   or max_tokens < 1):
+        raise GatewayError("max_tokens: must be a positive integer", type="invalid_request")
+    stop = body.get("stop_sequences")
+    if stop is not None and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
+        raise GatewayError("stop_sequences: must be a list of strings", type="invalid_request")
+    for name, high in (("temperature", 1), ("top_p", 1)):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not 0 <= value <= high):
+            raise GatewayError(f"{name}: must be a number from 0 to {high}", type="invalid_request")
+    params = CallParams(model=model, messages=messages, max_tokens=max_tokens, stop=stop or None,
+                        temperature=body.get("temperature"), top_p=body.get("top_p"))
+    return params, bool(body.get("stream"))
+
+
+def _event(name: str, data: dict) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def _message_id() -> str:
+    return "msg_" + secrets.token_hex(12)
+
+
+async def _sse(call):
+    model = call.model.name
+    yield _event("message_start", {"type": "message_start", "message": {
+        "id": _message_id(), "type": "message", "role": "assistant", "model": model, "content": [],
+        "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": call.admission.prompt_tokens, "output_tokens": 0}}})
+    yield _event("content_block_start", {"type": "content_block_start", "index": 0,
+                                         "content_block": {"type": "text", "text": ""}})
+    async for item in call_stream(call):
+        if isinstance(item, GatewayError):
+            yield _event("error", anthropic_error_body(item))
+            return
+        if item.text:
+            yield _event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                 "delta": {"type": "text_delta", "text": item.text}})
+        elif item.usage is not None:
+            yield _event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            yield _event("message_delta", {
+                "type": "message_delta",
+                "delta": {"stop_reason": STOP_REASONS.get(item.finish_reason, "end_turn"), "stop_sequence": None},
+                "usage": {"input_tokens": item.usage.prompt_tokens, "output_tokens": item.usage.completion_tokens}})
+            yield _event("message_stop", {"type": "message_stop"})
+
+
+@csrf_exempt
+async def messages(request):
+    if request.method != "POST":
+        return anthropic_error(GatewayError("Use POST.", status=405, type="method_not_allowed"))
+    try:
+        params, stream = parse_messages_request(request.body)
+        call = await db_phase(call_prepare, request, params, endpoint="anthropic")
+        if stream:
+            response = StreamingHttpResponse(_sse(call), content_type="text/event-stream")
+            response["Cache-Control"] = "no-cache"
+            response["X-Accel-Buffering"] = "no"
+            return response
+        completion = await call_complete(call)
+    except GatewayError as error:
+        return anthropic_error(error)
+    return JsonResponse({
+        "id": _message_id(), "type": "message", "role": "assistant", "model": call.model.name,
+        "content": [{"type": "text", "text": completion.text}],
+        "stop_reason": STOP_REASONS.get(completion.finish_reason, "end_turn"), "stop_sequence": None,
+        "usage": {"input_tokens": completion.usage.prompt_tokens,
+                  "output_tokens": completion.usage.completion_tokens},
+    })

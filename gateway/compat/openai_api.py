@@ -1,0 +1,180 @@
+"""OpenAI-compatible endpoints: POST /v1/chat/completions and GET /v1/models.
+
+Programs written for the OpenAI SDK work with base_url=".../v1" and a gateway API key. Any
+catalog model answers, Anthropic ones included (the provider layer translates). Errors use
+OpenAI's body, {"error": {"message", "type", "code", "param"}}, so the SDK raises its usual
+exceptions (RateLimitError on quota, AuthenticationError on a revoked key, ...).
+"""
+
+import json
+import secrets
+import time
+
+from asgiref.sync import sync_to_async
+from django.http import JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework import exceptions
+
+from gateway.auth import authenticate_request
+from gateway.compat.calls import CallParams, call_complete, call_prepare, call_stream
+from gateway.db import db_phase
+from gateway.errors import GatewayError, from_api_exception
+from llm_models.models import LLMModel
+
+
+def openai_error(error: GatewayError) -> JsonResponse:
+    body = {"error": {"message": error.message, "type": error.type, "code": error.type,
+                      "param": error.extra.get("param")}}
+    response = JsonResponse(body, status=error.status)
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
+
+
+def _text(content) -> str:
+    """Message content as text: a string, or the text parts of a list of content parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") not in ("text", "input_text"):
+                raise GatewayError("Only text content parts are supported.", type="invalid_request",
+                                   param="messages")
+            texts.append(str(part.get("text", "")))
+        return "".join(texts)
+    raise GatewayError("Message content must be a string or a list of parts.", type="invalid_request",
+                       param="messages")
+
+
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+
+
+def _number(body: dict, name: str, low: float, high: float) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise GatewayError(f"'{name}' must be a number from {low} to {high}.", type="invalid_request",
+                           param=name)
+    return value
+
+
+def parse_chat_request(raw: bytes) -> tuple[CallParams, bool, bool]:
+    """(params, stream, include_usage) from an OpenAI chat completion request body."""
+    try:
+        body = json.loads(raw or b"")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise GatewayError(f"The body is not valid JSON: {exc}", type="invalid_request") from exc
+    if not isinstance(body, dict):
+        raise GatewayError("The body must be a JSON object.", type="invalid_request")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise GatewayError("'model' is required.", type="invalid_request", param="model")
+    raw_messages = body.get("messages")
+    if not isinstance(raw_messages, list) or not raw_messages:
+        raise GatewayError("'messages' must be a non-empty list.", type="invalid_request", param="messages")
+    messages = []
+    for message in raw_messages:
+        role = ROLES.get(message.get("role")) if isinstance(message, dict) else None
+        if role is None:
+            raise GatewayError("Each message needs a role: system, developer, user or assistant.",
+                               type="invalid_request", param="messages")
+        messages.append({"role": role, "content": _text(message.get("content"))})
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
+                                   or max_tokens < 1):
+        raise GatewayError("'max_tokens' must be a positive integer.", type="invalid_request",
+                           param="max_tokens")
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    if stop is not None and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
+        raise GatewayError("'stop' must be a string or a list of strings.", type="invalid_request", param="stop")
+    params = CallParams(model=model, messages=messages, max_tokens=max_tokens, stop=stop or None,
+                        temperature=_number(body, "temperature", 0, 2), top_p=_number(body, "top_p", 0, 1))
+    stream = bool(body.get("stream"))
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    return params, stream, include_usage
+
+
+def _completion_id() -> str:
+    return "chatcmpl-" + secrets.token_hex(12)
+
+
+def _usage(usage) -> dict:
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+
+
+def _chunk(completion_id: str, created: int, model: str, delta: dict, finish_reason=None, usage=None,
+           choices: bool = True) -> bytes:
+    data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+            if choices else []}
+    if usage is not None:
+        data["usage"] = usage
+    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def _sse(call, include_usage: bool):
+    completion_id, created, model = _completion_id(), int(time.time()), call.model.name
+    yield _chunk(completion_id, created, model, {"role": "assistant", "content": ""})
+    async for item in call_stream(call):
+        if isinstance(item, GatewayError):
+            error = {"error": {"message": item.message, "type": item.type, "code": item.type}}
+            yield b"data: " + json.dumps(error).encode() + b"\n\n"
+            return
+        if item.text:
+            yield _chunk(completion_id, created, model, {"content": item.text})
+        elif item.usage is not None:
+            yield _chunk(completion_id, created, model, {}, finish_reason=item.finish_reason)
+            if include_usage:
+                yield _chunk(completion_id, created, model, {}, usage=_usage(item.usage), choices=False)
+    yield b"data: [DONE]\n\n"
+
+
+@csrf_exempt
+async def chat_completions(request):
+    if request.method != "POST":
+        return openai_error(GatewayError("Use POST.", status=405, type="method_not_allowed"))
+    try:
+        params, stream, include_usage = parse_chat_request(request.body)
+        call = await db_phase(call_prepare, request, params, endpoint="openai")
+        if stream:
+            response = StreamingHttpResponse(_sse(call, include_usage), content_type="text/event-stream")
+            response["Cache-Control"] = "no-cache"
+            response["X-Accel-Buffering"] = "no"
+            return response
+        completion = await call_complete(call)
+    except GatewayError as error:
+        return openai_error(error)
+    return JsonResponse({
+        "id": _completion_id(), "object": "chat.completion", "created": int(time.time()),
+        "model": call.model.name,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": completion.text, "refusal": None},
+                     "logprobs": None, "finish_reason": completion.finish_reason or "stop"}],
+        "usage": _usage(completion.usage),
+    })
+
+
+def _models_list(request) -> list[dict]:
+    try:
+        authenticate_request(request)
+    except exceptions.APIException as exc:
+        raise from_api_exception(exc) from exc
+    return [
+        {"id": name, "object": "model", "created": int(created.timestamp()), "owned_by": provider}
+        for name, created, provider in LLMModel.objects.enabled().values_list("name", "created_at", "provider")
+    ]
+
+
+async def models(request):
+    """GET /v1/models: the enabled models in OpenAI's list format."""
+    try:
+        data = await sync_to_async(_models_list)(request)
+    except GatewayError as error:
+        return openai_error(error)
+    return JsonResponse({"object": "list", "data": data})

@@ -1,0 +1,64 @@
+"""The quota guarantee: many concurrent requests of one user, through two server processes that
+share PostgreSQL, never take recorded usage past the limit; every admitted request is recorded,
+every refused one nowhere."""
+
+import json
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db.models import Sum
+
+from billing.models import Quota, Reservation, UsageRecord
+from billing.services import quota_get
+from dialogs.models import Dialog, Message
+from llm_models.models import LLMModel
+from tests.conftest import client_for
+from tests.live_server import gateway_processes
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def post(url: str, token: str, body: dict) -> int:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            response.read()
+            return response.status
+    except urllib.error.HTTPError as error:
+        error.read()
+        return error.code
+
+
+@pytest.mark.parametrize("redis", [False, True], ids=["postgres-only", "with-redis"])
+def test_thirty_messages_at_once_never_pass_a_1000_token_quota(redis, alice, seeded, fake_openai):
+    fake_openai.configure(text="word " * 40, usage=(30, 60), first_byte_delay=0.3)
+    quota = quota_get(user=alice)
+    quota.token_limit, quota.period, quota.requests_per_minute = 1000, "daily", None
+    quota.save()
+    dialog = Dialog.objects.create(owner=alice, model=LLMModel.objects.get(name="gpt-3.5-turbo"))
+    token = str(client_for(alice)._credentials["HTTP_AUTHORIZATION"].split()[1])
+    env = {"OPENAI_BASE_URL": fake_openai.base_url, "OPENAI_API_KEY": "sk-test"}
+
+    with gateway_processes(2, redis=redis, env=env) as (first, second):
+        urls = [f"{(first, second)[i % 2]}/api/dialogs/{dialog.pk}/messages/" for i in range(30)]
+        # Each message may use up to 100 tokens: its prompt plus max_tokens.
+        prompt = "hello"
+        with ThreadPoolExecutor(30) as pool:
+            statuses = list(pool.map(lambda url: post(url, token, {"content": prompt, "max_tokens": 85}), urls))
+
+    admitted, refused = statuses.count(201), statuses.count(429)
+    assert admitted + refused == 30, statuses
+    assert admitted > 0 and refused > 0
+    used = UsageRecord.objects.filter(user=alice).aggregate(total=Sum("prompt_tokens") + Sum("completion_tokens"))
+    assert used["total"] <= 1000
+    assert UsageRecord.objects.filter(user=alice).count() == admitted
+    assert Message.objects.filter(dialog=dialog, role="user").count() == admitted
+    assert Message.objects.filter(dialog=dialog, role="assistant").count() == admitted
+    quota = Quota.objects.get(user=alice)
+    assert quota.used_tokens == used["total"]
+    assert quota.reserved_tokens == 0 and not Reservation.objects.exists()

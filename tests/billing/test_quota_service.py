@@ -1,0 +1,138 @@
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.db import transaction
+from django.utils import timezone
+
+from billing.models import DailyUsage, Quota, Reservation, UsageRecord
+from billing.services import (
+    QuotaExceeded,
+    quota_get,
+    quota_reserve,
+    reservations_release_stale,
+    usage_settle,
+)
+from llm_models.models import LLMModel
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def gpt(seeded):
+    return LLMModel.objects.get(name="gpt-3.5-turbo")
+
+
+def limit(user, **fields) -> Quota:
+    quota = quota_get(user=user)
+    for name, value in fields.items():
+        setattr(quota, name, value)
+    quota.save()
+    return quota
+
+
+def reserve(user, tokens, cost=Decimal("0")):
+    with transaction.atomic():
+        return quota_reserve(user=user, tokens=tokens, cost=cost)
+
+
+def test_a_new_user_gets_the_default_quota(alice, settings):
+    quota = quota_get(user=alice)
+    assert quota.token_limit == settings.DEFAULT_QUOTA["token_limit"]
+    assert quota.period == settings.DEFAULT_QUOTA["period"]
+
+
+def test_it_admits_requests_until_the_worst_case_would_pass_the_limit(alice):
+    limit(alice, token_limit=1000)
+    reserve(alice, 600)
+    with pytest.raises(QuotaExceeded) as refused:
+        reserve(alice, 500)
+    body = refused.value.body()["error"]
+    assert body["type"] == "quota_exceeded"
+    assert (body["limit"], body["used"], body["reserved"], body["remaining"]) == (1000, 0, 600, 400)
+    assert body["resets_at"]
+    assert Reservation.objects.filter(user=alice).count() == 1  # the refused one left nothing
+
+
+def test_it_refuses_on_the_usd_limit_too(alice):
+    limit(alice, token_limit=None, usd_limit=Decimal("0.01"))
+    with pytest.raises(QuotaExceeded) as refused:
+        reserve(alice, 10, Decimal("0.02"))
+    assert refused.value.body()["error"]["unit"] == "usd"
+
+
+def test_unlimited_users_are_never_refused(alice):
+    limit(alice, token_limit=1, unlimited=True)
+    reserve(alice, 10_000)
+
+
+def test_settling_moves_the_reservation_into_used_and_records_usage(alice, gpt):
+    limit(alice, token_limit=1000)
+    reservation = reserve(alice, 600, Decimal("0.5"))
+    usage_settle(reservation=reservation, user=alice, model=gpt, prompt_tokens=100, completion_tokens=50,
+                 status="ok")
+    quota = Quota.objects.get(user=alice)
+    assert (quota.used_tokens, quota.reserved_tokens, quota.reserved_usd) == (150, 0, 0)
+    assert quota.used_usd == gpt.cost(100, 50) == Decimal("0.000125")
+    record = UsageRecord.objects.get(user=alice)
+    assert (record.prompt_tokens, record.completion_tokens, record.cost) == (100, 50, Decimal("0.000125"))
+    daily = DailyUsage.objects.get(user=alice)
+    assert (daily.requests, daily.prompt_tokens, daily.completion_tokens) == (1, 100, 50)
+    assert not Reservation.objects.exists()
+
+
+def test_a_failed_request_gives_its_reservation_back(alice, gpt):
+    limit(alice, token_limit=1000)
+    reservation = reserve(alice, 900)
+    usage_settle(reservation=reservation, user=alice, model=gpt, prompt_tokens=0, completion_tokens=0,
+                 status="error")
+    reserve(alice, 900)  # the full quota is there again
+
+
+def test_stale_reservations_are_released_by_command_and_lazily(alice, gpt):
+    limit(alice, token_limit=1000)
+    reservation = reserve(alice, 900)
+    Reservation.objects.filter(pk=reservation.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    reserve(alice, 900)  # lazily: the dead worker's reservation was in the way
+    assert Quota.objects.get(user=alice).reserved_tokens == 900
+    Reservation.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    call_command("release_stale_reservations")
+    assert Quota.objects.get(user=alice).reserved_tokens == 0
+
+
+def test_settling_a_reservation_already_released_does_not_free_it_twice(alice, gpt):
+    limit(alice, token_limit=1000)
+    reservation = reserve(alice, 500)
+    Reservation.objects.filter(pk=reservation.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert reservations_release_stale(user=alice) == 1
+    usage_settle(reservation=reservation, user=alice, model=gpt, prompt_tokens=10, completion_tokens=10,
+                 status="ok")
+    quota = Quota.objects.get(user=alice)
+    assert (quota.used_tokens, quota.reserved_tokens) == (20, 0)
+
+
+def test_the_period_rolls_over_on_the_first_request_after_the_boundary(alice):
+    quota = limit(alice, token_limit=1000, period="daily", used_tokens=1000)
+    Quota.objects.filter(pk=quota.pk).update(period_start=quota.period_start - timedelta(days=1))
+    reserve(alice, 1000)
+    quota.refresh_from_db()
+    assert quota.used_tokens == 0 and quota.last_reset_at is not None
+
+
+def test_reset_quotas_resets_chosen_users_and_keeps_usage_records(alice, bob, gpt, capsys):
+    limit(alice, used_tokens=500, period="daily")
+    limit(bob, used_tokens=700, period="monthly")
+    UsageRecord.objects.create(user=alice, model=gpt, model_name=gpt.name, prompt_tokens=500, status="ok")
+
+    call_command("reset_quotas", "--dry-run")
+    assert Quota.objects.get(user=alice).used_tokens == 500
+    assert "would reset alice: 500 tokens" in capsys.readouterr().out
+
+    call_command("reset_quotas", "--period", "daily")
+    assert Quota.objects.get(user=alice).used_tokens == 0
+    assert Quota.objects.get(user=bob).used_tokens == 700
+
+    call_command("reset_quotas", "--user", "bob")
+    assert Quota.objects.get(user=bob).used_tokens == 0
+    assert UsageRecord.objects.count() == 1
