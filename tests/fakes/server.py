@@ -82,6 +82,7 @@ class FakeVendor:
         self._default = Reply()
         self._queue: deque[Reply] = deque()
         self.requests: list[Received] = []
+        self.record = True  # False for long benchmark runs: the log would only grow
         self._count = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -156,7 +157,8 @@ class FakeVendor:
         with self._lock:
             self._count += 1
             request_id = f"req_fake_{self._count:06d}"
-            self.requests.append(Received(received_path, method, headers, body, request_id))
+            if self.record:
+                self.requests.append(Received(received_path, method, headers, body, request_id))
             reply = self._queue.popleft() if self._queue else self._default
         return reply, request_id
 
