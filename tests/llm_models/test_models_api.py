@@ -127,7 +127,7 @@ def test_staff_patch_any_metadata(seeded, staff_client):
         "input_price_per_1k": "0.02",
         "output_price_per_1k": "0.04",
         "base_url": "https://proxy.example.com/v1",
-        "api_key_env": "PROXY_KEY",
+        "api_key_env": "PROXY_API_KEY",
     }
     for field, value in changes.items():
         response = staff_client.patch("/api/admin/models/gpt-4-turbo/", {field: value},
@@ -140,7 +140,7 @@ def test_staff_patch_any_metadata(seeded, staff_client):
     assert model.input_price_per_1k == Decimal("0.02")
     assert model.output_price_per_1k == Decimal("0.04")
     assert model.base_url == "https://proxy.example.com/v1"
-    assert model.api_key_env == "PROXY_KEY"
+    assert model.api_key_env == "PROXY_API_KEY"
 
 
 def test_staff_edit_a_model_whose_name_has_a_dot(seeded, staff_client):
@@ -279,3 +279,11 @@ def test_it_rejects_a_name_that_cannot_live_in_a_url(seeded, staff_client, name)
         staff_client.post("/api/admin/models/", {**NEW_MODEL, "name": name}, format="json")
     )
     assert "name" in fields
+
+
+def test_a_models_key_variable_must_be_an_api_key_name(seeded, staff_client):
+    response = staff_client.patch("/api/admin/models/gpt-4-turbo/", {"api_key_env": "SECRET_KEY"}, format="json")
+    assert response.status_code == 400
+    assert "api_key_env" in response.json()["error"]["fields"]
+    response = staff_client.patch("/api/admin/models/gpt-4-turbo/", {"api_key_env": "VLLM_API_KEY"}, format="json")
+    assert response.status_code == 200
