@@ -41,6 +41,9 @@ class LLMModel(models.Model):
     api_key_env = models.CharField(
         max_length=100, blank=True,
         help_text="Name of the environment variable holding this server's API key (never the key).",
+        # Only *_API_KEY names, so a row cannot send the gateway's own secrets to a server it names.
+        validators=[RegexValidator(r"^[A-Z][A-Z0-9_]*_API_KEY$",
+                                   "Name an environment variable ending in _API_KEY (e.g. VLLM_API_KEY).")],
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -1,7 +1,6 @@
 from rest_framework import serializers
 
 from llm_models.models import LLMModel
-from llm_models.providers.base import KEY_ENV_PATTERN
 
 PUBLIC_FIELDS = [
     "name", "provider", "provider_model", "context_window", "max_output_tokens",
@@ -23,11 +22,6 @@ class LLMModelAdminSerializer(serializers.ModelSerializer):
         model = LLMModel
         fields = [*PUBLIC_FIELDS, "api_key_env"]
         read_only_fields = ["created_at", "updated_at"]
-
-    def validate_api_key_env(self, value):
-        if value and not KEY_ENV_PATTERN.fullmatch(value):
-            raise serializers.ValidationError("Name an environment variable ending in _API_KEY (e.g. VLLM_API_KEY).")
-        return value
 
     def validate(self, attrs):
         context = attrs.get("context_window", getattr(self.instance, "context_window", None))
