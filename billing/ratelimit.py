@@ -18,8 +18,11 @@ class RateLimited(GatewayError):
     type = "rate_limited"
 
 
+clock = time.time  # tests pin it to one window
+
+
 def _window() -> tuple[int, int]:
-    now = time.time()
+    now = clock()
     minute = int(now // 60)
     return minute, max(int(60 - now % 60), 1)
 
@@ -57,7 +60,7 @@ def rate_limit_check(*, subject: str, requests_per_minute: int | None, tokens_pe
 
 
 def rate_limit_add_tokens(*, subject: str, tokens: int) -> None:
-    """Count tokens known only after the reply (the completion) in this minute's window."""
-    if tokens > 0:
+    """Count tokens known only after the reply in this minute's window (negative: fewer than counted)."""
+    if tokens:
         minute, _ = _window()
         _add(f"rl:tok:{subject}:{minute}", tokens)

@@ -257,10 +257,16 @@ class Admission:
 
 
 def completion_admit(*, user, model, prompt_tokens: int, max_tokens: int, api_key=None) -> Admission:
-    """Rate limits, then the worst-case reservation (prompt + max_tokens). Raises RateLimited or
-    QuotaExceeded before anything is stored. Call inside transaction.atomic()."""
+    """The key's model list, rate limits, then the worst-case reservation (prompt + max_tokens).
+    Raises (403, RateLimited or QuotaExceeded) before anything is stored. Call inside
+    transaction.atomic()."""
     from billing.ratelimit import rate_limit_check
 
+    if api_key is not None:
+        allowed = set(api_key.allowed_models.values_list("pk", flat=True))
+        if allowed and model.pk not in allowed:
+            raise GatewayError(f"This API key may not use the model '{model.name}'.", status=403,
+                               type="permission_denied", param="model")
     quota = quota_get(user=user)
     rate_limit_check(subject=f"user:{user.pk}", requests_per_minute=quota.requests_per_minute,
                      tokens_per_minute=quota.tokens_per_minute, tokens=prompt_tokens)
@@ -289,5 +295,7 @@ def completion_settle(*, admission: Admission, status: str, usage=None, text: st
         prompt_tokens=prompt, completion_tokens=completion, status=status, request_id=request_id,
         endpoint=endpoint, dialog=dialog, message=message,
     )
-    rate_limit_add_tokens(subject=f"user:{admission.user.pk}", tokens=completion)
+    # The window already holds the counted prompt; add the rest of what was actually used.
+    rate_limit_add_tokens(subject=f"user:{admission.user.pk}",
+                          tokens=prompt + completion - admission.prompt_tokens)
     return settlement

@@ -229,5 +229,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    # httpx2 (the vendor SDKs' HTTP stack) logs every request at INFO: too much for a gateway.
+    "loggers": {"django.request": {"level": "ERROR"}, "httpx2": {"level": "WARNING"},
+                "httpx": {"level": "WARNING"}},
 }

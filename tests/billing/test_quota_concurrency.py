@@ -62,3 +62,22 @@ def test_thirty_messages_at_once_never_pass_a_1000_token_quota(redis, alice, see
     quota = Quota.objects.get(user=alice)
     assert quota.used_tokens == used["total"]
     assert quota.reserved_tokens == 0 and not Reservation.objects.exists()
+
+
+def test_rate_limits_hold_across_processes_with_redis(alice, seeded, fake_openai):
+    import time
+
+    quota = quota_get(user=alice)
+    quota.requests_per_minute = 5
+    quota.save()
+    dialog = Dialog.objects.create(owner=alice, model=LLMModel.objects.get(name="gpt-3.5-turbo"))
+    token = str(client_for(alice)._credentials["HTTP_AUTHORIZATION"].split()[1])
+    env = {"OPENAI_BASE_URL": fake_openai.base_url, "OPENAI_API_KEY": "sk-test"}
+
+    with gateway_processes(2, redis=True, env=env) as urls:
+        if time.time() % 60 > 50:  # keep all ten requests inside one one-minute window
+            time.sleep(61 - time.time() % 60)
+        statuses = [post(f"{urls[i % 2]}/api/dialogs/{dialog.pk}/messages/", token, {"content": "hi"})
+                    for i in range(10)]
+
+    assert statuses.count(201) == 5 and statuses.count(429) == 5, statuses

@@ -1,0 +1,113 @@
+import pytest
+
+from billing.models import Quota
+from billing.services import quota_get
+from dialogs.models import Dialog
+from llm_models.models import LLMModel
+from tests.dialogs.conftest import send
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def chatted(alice, seeded, fake_openai, fake_anthropic, alice_client):
+    """Alice has sent one message to gpt-4-turbo (100+50 tokens) and one to claude-3-sonnet (10+5)."""
+    fake_openai.configure(usage=(100, 50))
+    fake_anthropic.configure(usage=(10, 5))
+    for name in ("gpt-4-turbo", "claude-3-sonnet"):
+        dialog = Dialog.objects.create(owner=alice, model=LLMModel.objects.get(name=name))
+        assert send(alice_client, dialog).status_code == 201
+
+
+def test_a_user_sees_their_quota_and_usage_by_model_and_day(chatted, alice_client):
+    body = alice_client.get("/api/me/usage/").json()
+    quota = body["quota"]
+    assert quota["used_tokens"] == 165 and quota["reserved_tokens"] == 0
+    assert quota["remaining_tokens"] == quota["token_limit"] - 165
+    assert quota["period"] == "monthly" and quota["resets_at"]
+    by_model = {row["model_name"]: row for row in body["by_model"]}
+    assert by_model["gpt-4-turbo"]["total_tokens"] == 150 and by_model["gpt-4-turbo"]["requests"] == 1
+    assert by_model["claude-3-sonnet"]["prompt_tokens"] == 10
+    assert len(body["by_day"]) == 1 and body["by_day"][0]["total_tokens"] == 165
+    assert body["total"]["requests"] == 2
+
+
+def test_usage_outside_the_date_range_is_left_out(chatted, alice_client):
+    body = alice_client.get("/api/me/usage/?start=2020-01-01&end=2020-01-31").json()
+    assert body["by_model"] == [] and body["total"]["requests"] == 0
+    response = alice_client.get("/api/me/usage/?start=2020-02-01&end=2020-01-01")
+    assert response.status_code == 400 and "start" in response.json()["error"]["fields"]
+    assert alice_client.get("/api/me/usage/?start=yesterday").status_code == 400
+
+
+def test_a_user_sees_only_their_own_usage(chatted, bob_client):
+    body = bob_client.get("/api/me/usage/").json()
+    assert body["total"]["requests"] == 0 and body["quota"]["used_tokens"] == 0
+
+
+def test_staff_see_usage_by_user(chatted, staff_client, alice, bob_client):
+    body = staff_client.get("/api/admin/usage/").json()
+    assert [(row["user__username"], row["total_tokens"]) for row in body["by_user"]] == [("alice", 165)]
+    assert staff_client.get(f"/api/admin/usage/?user={alice.pk}&model=gpt-4-turbo").json()["total"][
+        "total_tokens"] == 150
+    assert bob_client.get("/api/admin/usage/").status_code == 403
+
+
+def test_staff_edit_a_quota_and_the_next_request_obeys(alice, alice_client, staff_client, seeded, fake_openai):
+    dialog = Dialog.objects.create(owner=alice, model=LLMModel.objects.get(name="gpt-3.5-turbo"))
+    url = f"/api/admin/users/{alice.pk}/quota/"
+    assert staff_client.get(url).json()["user"] == "alice"
+
+    response = staff_client.patch(url, {"token_limit": 50, "period": "daily"}, format="json")
+    assert response.status_code == 200 and response.json()["token_limit"] == 50
+
+    refused = send(alice_client, dialog, max_tokens=100)
+    assert refused.status_code == 429
+    error = refused.json()["error"]
+    assert error["type"] == "quota_exceeded" and error["limit"] == 50 and error["remaining"] == 50
+    assert refused["Retry-After"]
+
+    staff_client.patch(url, {"unlimited": True}, format="json")
+    assert send(alice_client, dialog, max_tokens=100).status_code == 201
+
+
+def test_staff_reset_a_quota_now(alice, staff_client, bob_client):
+    quota = quota_get(user=alice)
+    Quota.objects.filter(pk=quota.pk).update(used_tokens=900)
+    response = staff_client.post(f"/api/admin/users/{alice.pk}/quota/reset/")
+    assert response.status_code == 200 and response.json()["used_tokens"] == 0
+    assert bob_client.post(f"/api/admin/users/{alice.pk}/quota/reset/").status_code == 403
+    assert bob_client.get(f"/api/admin/users/{alice.pk}/quota/").status_code == 403
+    assert staff_client.get("/api/admin/users/999999/quota/").status_code == 404
+
+
+def test_quota_validation_names_the_field(alice, staff_client):
+    response = staff_client.patch(f"/api/admin/users/{alice.pk}/quota/", {"token_limit": -1, "period": "hourly"},
+                                  format="json")
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) == {"token_limit", "period"}
+
+
+def test_staff_edit_a_quota_in_the_admin(alice, admin_client):
+    quota = quota_get(user=alice)
+    page = admin_client.get(f"/admin/billing/quota/{quota.pk}/change/")
+    assert page.status_code == 200
+    response = admin_client.post(f"/admin/billing/quota/{quota.pk}/change/", {
+        "user": alice.pk, "token_limit": 1234, "usd_limit": "", "period": "weekly",
+        "requests_per_minute": 5, "tokens_per_minute": "",
+    })
+    assert response.status_code == 302, response.content[:2000]
+    quota.refresh_from_db()
+    assert (quota.token_limit, quota.period, quota.requests_per_minute) == (1234, "weekly", 5)
+    assert quota.period_start.weekday() == 0  # the new period started this week
+
+
+def test_the_admin_resets_quotas_and_lists_usage_records(chatted, alice, admin_client):
+    quota = Quota.objects.get(user=alice)
+    response = admin_client.post("/admin/billing/quota/", {"action": "reset_now", "_selected_action": [quota.pk]})
+    assert response.status_code == 302
+    quota.refresh_from_db()
+    assert quota.used_tokens == 0
+    assert admin_client.get("/admin/billing/usagerecord/").status_code == 200
+    assert admin_client.get("/admin/billing/usagerecord/?status__exact=ok").status_code == 200
+    assert admin_client.get(f"/admin/auth/user/{alice.pk}/change/").status_code == 200
