@@ -39,3 +39,15 @@ test: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+
+# Load benchmark (bench/, docs/performance.md): fake vendor, the gateway as `serve` runs it on
+# PostgreSQL (database gateway_bench) + Redis, and LiteLLM when `make bench-peer` installed it.
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The peer gateway, LiteLLM's proxy, in a venv of its own so its pins never touch ours.
+PEER_VENV := .peer-venv
+bench-peer:
+	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install -q --upgrade pip
+	$(PEER_VENV)/bin/pip install -q "litellm[proxy]"
