@@ -1,10 +1,12 @@
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.db.models import Q
 from django.utils import timezone
 
 from billing.models import DailyUsage, Quota, UsageRecord
 from billing.services import period_start, quota_reset
+from llm_models.models import LLMModel
 
 QUOTA_EDITABLE = ["unlimited", "token_limit", "usd_limit", "period", "requests_per_minute",
                   "tokens_per_minute"]
@@ -85,21 +87,43 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class ModelNameFilter(admin.SimpleListFilter):
+    """Choices from the catalog: a DISTINCT over millions of usage records would be slow."""
+
+    title = "model"
+    parameter_name = "model_name"
+
+    def lookups(self, request, model_admin):
+        return [(name, name) for name in LLMModel.objects.values_list("name", flat=True)]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(model_name=self.value()) if self.value() else queryset
+
+
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "user", "model_name", "endpoint", "status", "prompt_tokens",
                     "completion_tokens", "cost", "api_key"]
-    list_filter = ["status", "endpoint", "model_name"]
-    search_fields = ["user__username", "request_id"]
+    list_filter = ["status", "endpoint", ModelNameFilter]
+    search_fields = ["user__username", "request_id"]  # exact matches; see get_search_results
+    search_help_text = "An exact username or vendor request id."
     date_hierarchy = "created_at"
     list_select_related = ["user", "api_key"]
     show_full_result_count = False  # counting millions of rows on every page is slow
+
+    def get_search_results(self, request, queryset, search_term):
+        # Exact matches on indexed columns: a substring search would scan every record.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        user_ids = list(User.objects.filter(username=term).values_list("id", flat=True))
+        return queryset.filter(Q(user_id__in=user_ids) | Q(request_id=term)), False
 
 
 @admin.register(DailyUsage)
 class DailyUsageAdmin(ReadOnlyAdmin):
     list_display = ["day", "user", "model_name", "requests", "prompt_tokens", "completion_tokens", "cost"]
-    list_filter = ["model_name"]
-    search_fields = ["user__username"]
+    list_filter = [ModelNameFilter]
+    search_fields = ["=user__username"]
     date_hierarchy = "day"
     list_select_related = ["user"]

@@ -69,6 +69,12 @@ class UsageStatus(models.TextChoices):
     INCOMPLETE = "incomplete"
 
 
+class Endpoint(models.TextChoices):
+    DIALOGS = "dialogs"
+    OPENAI = "openai", "OpenAI-compatible"
+    ANTHROPIC = "anthropic", "Anthropic-compatible"
+
+
 class UsageRecord(models.Model):
     """One vendor call, as billed. Never deleted by quota resets."""
 
@@ -81,12 +87,12 @@ class UsageRecord(models.Model):
                                 related_name="+")
     model = models.ForeignKey("llm_models.LLMModel", null=True, on_delete=models.SET_NULL, related_name="+")
     model_name = models.CharField(max_length=100)
-    endpoint = models.CharField(max_length=32, default="dialogs")
+    endpoint = models.CharField(max_length=32, choices=Endpoint.choices, default=Endpoint.DIALOGS)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=8, default=0)
     status = models.CharField(max_length=16, choices=UsageStatus.choices)
-    request_id = models.CharField(max_length=200, blank=True)
+    request_id = models.CharField(max_length=200, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
