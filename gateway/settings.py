@@ -205,6 +205,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "gateway.schema.add_errors_and_completion_paths",
+    ],
 }
 
 # The quota a new user gets; staff edit each user's in the admin or the admin API.
