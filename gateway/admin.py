@@ -17,7 +17,7 @@ class APIKeyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # keys are made through the API, which shows the secret once
 
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request, queryset):
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"{count} key(s) revoked.")

@@ -8,6 +8,20 @@ from rest_framework.response import Response
 from gateway.models import APIKey, hash_key
 from llm_models.models import LLMModel
 
+# "sk-gw-" and six random characters: enough to tell a user's keys apart, useless to an attacker.
+KEY_PREFIX_LENGTH = 12
+
+
+def api_key_create(*, user, name: str, allowed_models=(), **limits) -> tuple[APIKey, str]:
+    """A new key for `user` and its secret, which is not stored anywhere: only its hash is."""
+    secret = APIKey.new_secret()
+    with transaction.atomic():
+        key = APIKey.objects.create(user=user, name=name, key_hash=hash_key(secret),
+                                    prefix=secret[:KEY_PREFIX_LENGTH], **limits)
+        if allowed_models:
+            key.allowed_models.set(allowed_models)
+    return key, secret
+
 
 class APIKeySerializer(serializers.ModelSerializer):
     allowed_models = serializers.SlugRelatedField(slug_field="name", many=True, required=False,
@@ -42,9 +56,8 @@ class APIKeyViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retri
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        secret = APIKey.new_secret()
-        with transaction.atomic():
-            key = serializer.save(user=request.user, key_hash=hash_key(secret), prefix=secret[:12])
+        fields = dict(serializer.validated_data)
+        key, secret = api_key_create(user=request.user, allowed_models=fields.pop("allowed_models", ()), **fields)
         data = {**self.get_serializer(key).data, "key": secret}
         return Response(data, status=status.HTTP_201_CREATED)
 

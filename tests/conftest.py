@@ -5,14 +5,17 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from llm_models import catalog
 from llm_models.services import models_seed
 
-pytest_plugins = ["tests.fakes.fixtures"]
+pytest_plugins = ["tests.fakes.fixtures", "tests.live_server"]
 
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
     cache.clear()
+    # The catalog's per-process copy of the models would outlive the test's rows (and their ids).
+    catalog.invalidate()
     yield
     cache.clear()
 

@@ -1,18 +1,24 @@
-"""Real gateway server processes (uvicorn, ASGI) against the test database, for tests that need
-several processes at once. PostgreSQL only: SQLite's test database lives in one process's memory."""
+"""Real gateway servers (uvicorn, ASGI) against the test database.
+
+- `gateway_processes`: several server processes at once (PostgreSQL only: SQLite's test
+  database lives in one process's memory).
+- `gateway_url` fixture: one server in a thread of the test process, on SQLite or PostgreSQL,
+  for driving the gateway over HTTP with the vendors' own SDKs."""
 
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,3 +85,55 @@ def _wait_healthy(url: str, timeout: float = 30) -> None:
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"gateway at {url} did not become healthy")
+
+
+class ThreadedGateway:
+    """The gateway's ASGI app under uvicorn, in a background thread of the test process.
+
+    It shares the test's database (PostgreSQL, or SQLite's shared-cache in-memory test database,
+    which every thread's connection sees), settings and cache, so a test can set things up with
+    the ORM and then drive the gateway over real HTTP with the vendors' SDKs. Use it with
+    `django_db(transaction=True)`: the server's connections see only committed rows.
+    """
+
+    def __init__(self):
+        import uvicorn
+
+        from gateway.asgi import application
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(application, host="127.0.0.1", port=self.port, log_level="warning",
+                                lifespan="off", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="gateway-uvicorn", daemon=True)
+
+    def start(self) -> "ThreadedGateway":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the gateway thread did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def gateway_server(django_db_setup, django_db_blocker) -> Iterator[ThreadedGateway]:
+    """One threaded gateway for the session (see ThreadedGateway)."""
+    server = ThreadedGateway().start()
+    yield server
+    server.stop()
+    # Connections the server's threads left open would keep the test database from being dropped.
+    with django_db_blocker.unblock():
+        connections.close_all()
+
+
+@pytest.fixture
+def gateway_url(gateway_server, transactional_db) -> str:
+    """Base URL of the threaded gateway (http://127.0.0.1:<port>); implies a transactional test."""
+    return gateway_server.url

@@ -10,7 +10,7 @@ import secrets
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from gateway.compat.calls import CallParams, call_complete, call_prepare, call_stream
+from gateway.compat.calls import CallParams, call_complete, call_prepare, call_stream_open
 from gateway.db import db_phase
 from gateway.errors import GatewayError
 
@@ -91,7 +91,7 @@ def _message_id() -> str:
     return "msg_" + secrets.token_hex(12)
 
 
-async def _sse(call):
+async def _sse(call, items):
     model = call.model.name
     yield _event("message_start", {"type": "message_start", "message": {
         "id": _message_id(), "type": "message", "role": "assistant", "model": model, "content": [],
@@ -99,7 +99,7 @@ async def _sse(call):
         "usage": {"input_tokens": call.admission.prompt_tokens, "output_tokens": 0}}})
     yield _event("content_block_start", {"type": "content_block_start", "index": 0,
                                          "content_block": {"type": "text", "text": ""}})
-    async for item in call_stream(call):
+    async for item in items:
         if isinstance(item, GatewayError):
             yield _event("error", anthropic_error_body(item))
             return
@@ -123,7 +123,8 @@ async def messages(request):
         params, stream = parse_messages_request(request.body)
         call = await db_phase(call_prepare, request, params, endpoint="anthropic")
         if stream:
-            response = StreamingHttpResponse(_sse(call), content_type="text/event-stream")
+            items = await call_stream_open(call)
+            response = StreamingHttpResponse(_sse(call, items), content_type="text/event-stream")
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"
             return response

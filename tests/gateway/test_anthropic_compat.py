@@ -1,0 +1,206 @@
+"""The Anthropic-compatible endpoint, driven by the official `anthropic` SDK against a real gateway
+server: messages.create and messages.stream for Anthropic and OpenAI models alike."""
+
+import asyncio
+
+import anthropic
+import httpx2 as httpx
+import pytest
+
+from billing.models import Quota, UsageRecord
+from gateway.keys import api_key_create
+from gateway.models import APIKey
+from llm_models.models import LLMModel
+from tests.gateway.conftest import set_quota
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MODELS = [("claude-3-sonnet", "fake_anthropic"), ("gpt-3.5-turbo", "fake_openai")]
+HELLO = [{"role": "user", "content": "Say hello"}]
+
+
+@pytest.fixture
+def sdk(live, alice_key) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=live, api_key=alice_key, max_retries=0)
+
+
+@pytest.mark.parametrize("model,fake_name", MODELS)
+def test_a_message_answers_in_anthropics_format_with_the_vendors_usage(request, sdk, model, fake_name):
+    fake = request.getfixturevalue(fake_name)
+    fake.configure(text="Hello there, friend.", usage=(12, 5))
+
+    message = sdk.messages.create(model=model, max_tokens=50, messages=HELLO)
+
+    assert message.type == "message" and message.role == "assistant" and message.id.startswith("msg_")
+    assert message.model == model
+    assert [(b.type, b.text) for b in message.content] == [("text", "Hello there, friend.")]
+    assert message.stop_reason == "end_turn"
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (12, 5)
+
+
+@pytest.mark.parametrize("model,fake_name", MODELS)
+def test_a_streamed_message_gives_text_and_the_final_usage(request, sdk, model, fake_name):
+    fake = request.getfixturevalue(fake_name)
+    fake.configure(text="one two three four", usage=(12, 5))
+
+    with sdk.messages.stream(model=model, max_tokens=50, messages=HELLO) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+
+    assert text == "one two three four"
+    assert final.content[0].text == "one two three four"
+    assert final.stop_reason == "end_turn" and final.model == model
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (12, 5)
+
+
+def test_the_raw_event_sequence_is_anthropics(sdk, fake_openai):
+    events = list(sdk.messages.create(model="gpt-3.5-turbo", max_tokens=50, messages=HELLO, stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["message_start", "content_block_start"]
+    assert set(kinds[2:-3]) == {"content_block_delta"}
+    assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+
+
+def test_a_reply_cut_at_max_tokens_says_so(sdk, fake_anthropic):
+    fake_anthropic.configure(text="a b c d e f g h")
+    message = sdk.messages.create(model="claude-3-sonnet", max_tokens=3, messages=HELLO)
+    assert message.stop_reason == "max_tokens"
+    with sdk.messages.stream(model="claude-3-sonnet", max_tokens=3, messages=HELLO) as stream:
+        assert stream.get_final_message().stop_reason == "max_tokens"
+
+
+def test_the_async_client_creates_and_streams(live, alice_key, fake_anthropic):
+    fake_anthropic.configure(text="async works", usage=(9, 2))
+
+    async def run():
+        async with anthropic.AsyncAnthropic(base_url=live, api_key=alice_key, max_retries=0) as client:
+            message = await client.messages.create(model="claude-3-sonnet", max_tokens=20, messages=HELLO)
+            async with client.messages.stream(model="claude-3-sonnet", max_tokens=20, messages=HELLO) as stream:
+                text = "".join([t async for t in stream.text_stream])
+                final = await stream.get_final_message()
+            return message, text, final
+
+    message, text, final = asyncio.run(run())
+    assert message.content[0].text == "async works" and text == "async works"
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (9, 2)
+
+
+def test_the_system_prompt_and_parameters_reach_the_vendor(sdk, fake_anthropic, fake_openai):
+    # This SDK has no `temperature` argument any more; older programs still send it.
+    sdk.messages.create(model="claude-3-sonnet", max_tokens=40, system="Be brief.", stop_sequences=["END"],
+                        extra_body={"temperature": 0.3},
+                        messages=[{"role": "user", "content": [{"type": "text", "text": "Hi"}]}])
+    sent = fake_anthropic.last.json
+    assert sent["system"] in ("Be brief.", [{"type": "text", "text": "Be brief."}])
+    assert (sent["max_tokens"], sent["stop_sequences"]) == (40, ["END"])
+    assert "temperature" not in sent  # the provider leaves it out for Anthropic (see its comment)
+
+    sdk.messages.create(model="gpt-3.5-turbo", max_tokens=40, system="Be brief.", messages=HELLO)
+    assert fake_openai.last.json["messages"][0] == {"role": "system", "content": "Be brief."}
+
+
+def test_every_call_is_recorded_with_its_key_and_endpoint(sdk, alice, fake_openai, fake_anthropic):
+    fake_anthropic.configure(usage=(12, 5))
+    fake_openai.configure(usage=(30, 7))
+    sdk.messages.create(model="claude-3-sonnet", max_tokens=20, messages=HELLO)
+    with sdk.messages.stream(model="gpt-3.5-turbo", max_tokens=20, messages=HELLO) as stream:
+        stream.until_done()
+
+    key = APIKey.objects.get()
+    assert [(r.model_name, r.prompt_tokens, r.completion_tokens, r.status, r.endpoint, r.api_key_id)
+            for r in UsageRecord.objects.order_by("id")] == [
+        ("claude-3-sonnet", 12, 5, "ok", "anthropic", key.pk),
+        ("gpt-3.5-turbo", 30, 7, "ok", "anthropic", key.pk)]
+    quota = Quota.objects.get(user=alice)
+    assert (quota.used_tokens, quota.reserved_tokens) == (54, 0)
+
+
+@pytest.mark.parametrize("header", ["x-api-key", "authorization"])
+def test_the_key_is_accepted_as_x_api_key_or_bearer(live, alice_key, fake_anthropic, header):
+    headers = {"x-api-key": alice_key} if header == "x-api-key" else {"Authorization": f"Bearer {alice_key}"}
+    response = httpx.post(f"{live}/v1/messages", headers={**headers, "anthropic-version": "2023-06-01"},
+                          json={"model": "claude-3-sonnet", "max_tokens": 20, "messages": HELLO})
+    assert response.status_code == 200, response.text
+    assert response.json()["type"] == "message"
+
+
+def test_the_sdk_with_an_x_api_key_header_works(live, alice_key, fake_anthropic):
+    client = anthropic.Anthropic(base_url=live, api_key=None, auth_token=None, max_retries=0,
+                                 default_headers={"X-Api-Key": alice_key})
+    assert client.messages.create(model="claude-3-sonnet", max_tokens=20, messages=HELLO).content
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_exhausted_quota_raises_rate_limit_error(sdk, alice, fake_anthropic, stream):
+    set_quota(alice, token_limit=100, used_tokens=95)
+
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        if stream:
+            with sdk.messages.stream(model="claude-3-sonnet", max_tokens=20, messages=HELLO) as s:
+                s.until_done()
+        else:
+            sdk.messages.create(model="claude-3-sonnet", max_tokens=20, messages=HELLO)
+
+    assert caught.value.body["error"]["type"] == "rate_limit_error"
+    assert "your quota" in caught.value.body["error"]["message"]
+    assert fake_anthropic.requests == [] and not UsageRecord.objects.exists()
+
+
+def test_a_revoked_key_raises_authentication_error(sdk, alice_client, fake_anthropic):
+    sdk.messages.create(model="claude-3-sonnet", max_tokens=20, messages=HELLO)
+    key = APIKey.objects.get()
+    alice_client.delete(f"/api/keys/{key.pk}/")
+
+    with pytest.raises(anthropic.AuthenticationError, match="revoked"):
+        sdk.messages.create(model="claude-3-sonnet", max_tokens=20, messages=HELLO)
+    with pytest.raises(anthropic.AuthenticationError):
+        with sdk.messages.stream(model="claude-3-sonnet", max_tokens=20, messages=HELLO) as stream:
+            stream.until_done()
+    assert len(fake_anthropic.requests) == 1
+
+
+def test_an_unknown_model_raises_not_found(sdk):
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        sdk.messages.create(model="claude-17", max_tokens=20, messages=HELLO)
+    assert caught.value.body["error"]["type"] == "not_found_error"
+
+
+def test_a_model_outside_the_keys_list_raises_permission_denied(live, alice, fake_openai):
+    _, secret = api_key_create(user=alice, name="claude only",
+                               allowed_models=LLMModel.objects.filter(name="claude-3-sonnet"))
+    client = anthropic.Anthropic(base_url=live, api_key=secret, max_retries=0)
+    with pytest.raises(anthropic.PermissionDeniedError):
+        client.messages.create(model="gpt-3.5-turbo", max_tokens=20, messages=HELLO)
+
+
+@pytest.mark.parametrize("fields", [
+    {"messages": []},
+    {"messages": [{"role": "system", "content": "no"}]},
+    {"max_tokens": 0},
+    {"extra_body": {"temperature": 3}},
+    {"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]},
+])
+def test_a_bad_request_raises_bad_request_error(sdk, fake_anthropic, fields):
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        sdk.messages.create(**{"model": "claude-3-sonnet", "max_tokens": 20, "messages": HELLO, **fields})
+    assert caught.value.body["error"]["type"] == "invalid_request_error"
+    assert fake_anthropic.requests == []
+
+
+def test_a_vendor_failure_mid_stream_raises_an_api_error(sdk, alice, fake_anthropic):
+    fake_anthropic.configure(text="one two three four five", cut_after=2)
+    with pytest.raises(anthropic.APIError):
+        with sdk.messages.stream(model="claude-3-sonnet", max_tokens=50, messages=HELLO) as stream:
+            stream.until_done()
+    record = UsageRecord.objects.get()
+    assert record.status == "incomplete" and record.endpoint == "anthropic"
+    assert Quota.objects.get(user=alice).reserved_tokens == 0
+
+
+@pytest.mark.parametrize("model,fake_name", MODELS)
+def test_a_vendor_refusal_before_a_stream_starts_is_an_http_status(request, sdk, model, fake_name):
+    request.getfixturevalue(fake_name).fail(429, times=5)
+    with pytest.raises(anthropic.RateLimitError):
+        with sdk.messages.stream(model=model, max_tokens=20, messages=HELLO) as stream:
+            stream.until_done()
+    assert UsageRecord.objects.get().status == "error"

@@ -1,0 +1,276 @@
+"""API keys: made, listed and revoked at /api/keys/; the secret is shown once and only its hash
+is stored; a key authenticates as its user, within its own limits; staff revoke keys in the admin."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from billing.models import Quota, Reservation, UsageRecord
+from gateway.keys import api_key_create
+from gateway.models import APIKey, hash_key
+from tests.gateway.conftest import set_quota
+
+pytestmark = pytest.mark.django_db
+
+
+def key_client(secret: str, header: str = "bearer") -> APIClient:
+    client = APIClient()
+    if header == "bearer":
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    else:
+        client.credentials(HTTP_X_API_KEY=secret)
+    return client
+
+
+def chat(client, model="gpt-3.5-turbo", max_tokens=20, content="Hello"):
+    return client.post("/v1/chat/completions", {"model": model, "max_tokens": max_tokens,
+                                                "messages": [{"role": "user", "content": content}]},
+                       format="json")
+
+
+def test_a_new_key_is_shown_once_and_only_its_hash_is_stored(alice_client):
+    response = alice_client.post("/api/keys/", {"name": "ci"}, format="json")
+
+    assert response.status_code == 201
+    body = response.json()
+    secret = body["key"]
+    assert secret.startswith("sk-gw-") and len(secret) > 40
+    assert body["prefix"] == secret[:12]
+    assert body["name"] == "ci" and body["active"] is True and body["revoked_at"] is None
+    key = APIKey.objects.get(pk=body["id"])
+    assert key.key_hash == hash_key(secret) and key.prefix == secret[:12]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {APIKey._meta.db_table}")
+        rows = cursor.fetchall()
+    assert rows and not any(secret in str(value) for row in rows for value in row)
+
+    assert "key" not in alice_client.get(f"/api/keys/{key.pk}/").json()
+    listed = alice_client.get("/api/keys/").json()["results"]
+    assert [k["prefix"] for k in listed] == [secret[:12]] and "key" not in listed[0]
+
+
+def test_a_key_gets_a_name_expiry_models_and_limits(alice_client, seeded):
+    expires = (timezone.now() + timedelta(days=30)).isoformat()
+    response = alice_client.post("/api/keys/", {
+        "name": "batch job", "expires_at": expires, "allowed_models": ["gpt-3.5-turbo"],
+        "token_limit": 5000, "usd_limit": "2.50",
+    }, format="json")
+
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["allowed_models"] == ["gpt-3.5-turbo"]
+    assert body["token_limit"] == 5000 and body["usd_limit"] == "2.500000"
+    assert body["expires_at"] is not None
+
+
+@pytest.mark.parametrize("fields", [
+    {},
+    {"name": "x", "expires_at": "2001-01-01T00:00:00Z"},
+    {"name": "x", "allowed_models": ["no-such-model"]},
+    {"name": "x", "token_limit": -1},
+])
+def test_a_key_with_bad_fields_is_refused(alice_client, seeded, fields):
+    response = alice_client.post("/api/keys/", fields, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "validation_error"
+    assert not APIKey.objects.exists()
+
+
+def test_users_see_only_their_own_keys(alice_client, alice, bob):
+    api_key_create(user=alice, name="alice's")
+    bobs, _ = api_key_create(user=bob, name="bob's")
+
+    assert [k["name"] for k in alice_client.get("/api/keys/").json()["results"]] == ["alice's"]
+    assert alice_client.get(f"/api/keys/{bobs.pk}/").status_code == 404
+    assert alice_client.delete(f"/api/keys/{bobs.pk}/").status_code == 404
+    assert alice_client.patch(f"/api/keys/{bobs.pk}/", {"name": "mine"}, format="json").status_code == 404
+    bobs.refresh_from_db()
+    assert bobs.revoked_at is None and bobs.name == "bob's"
+
+
+def test_keys_need_a_signed_in_user(anon_client):
+    assert anon_client.get("/api/keys/").status_code == 401
+
+
+@pytest.mark.parametrize("header", ["bearer", "x-api-key"])
+def test_a_key_authenticates_as_its_user(alice, alice_key, header):
+    response = key_client(alice_key, header).get("/api/me/")
+
+    assert response.status_code == 200
+    assert response.json()["username"] == "alice"
+    assert APIKey.objects.get().last_used_at is not None
+
+
+def test_a_key_works_on_the_rest_api_too(alice_key, seeded):
+    assert key_client(alice_key).get("/api/models/").status_code == 200
+    assert key_client(alice_key, "x-api-key").post("/api/keys/", {"name": "child"}, format="json").status_code == 201
+
+
+def test_an_unknown_key_gets_401(alice):
+    response = key_client("sk-gw-this-key-does-not-exist").get("/api/me/")
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == "Invalid API key."
+
+
+def test_a_revoked_key_gets_401_at_once(alice_client, alice_key):
+    key = APIKey.objects.get()
+    client = key_client(alice_key)
+    assert client.get("/api/me/").status_code == 200
+
+    assert alice_client.delete(f"/api/keys/{key.pk}/").status_code == 204
+
+    response = client.get("/api/me/")
+    assert response.status_code == 401
+    assert "revoked" in response.json()["error"]["message"]
+    assert key_client(alice_key, "x-api-key").get("/api/me/").status_code == 401
+    # Still listed, marked revoked; a second DELETE changes nothing.
+    listed = alice_client.get(f"/api/keys/{key.pk}/").json()
+    assert listed["active"] is False and listed["revoked_at"] is not None
+    assert alice_client.delete(f"/api/keys/{key.pk}/").status_code == 204
+    assert alice_client.get(f"/api/keys/{key.pk}/").json()["revoked_at"] == listed["revoked_at"]
+
+
+def test_an_expired_key_gets_401(alice, alice_key):
+    APIKey.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    response = key_client(alice_key).get("/api/me/")
+
+    assert response.status_code == 401
+    assert "expired" in response.json()["error"]["message"]
+
+
+def test_a_key_of_an_inactive_user_gets_401(alice, alice_key):
+    alice.is_active = False
+    alice.save()
+    assert key_client(alice_key).get("/api/me/").status_code == 401
+
+
+def test_a_revoked_key_cannot_be_brought_back_by_its_user(alice_client, alice_key):
+    key = APIKey.objects.get()
+    alice_client.delete(f"/api/keys/{key.pk}/")
+    alice_client.patch(f"/api/keys/{key.pk}/", {"revoked_at": None, "name": "again"}, format="json")
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+    assert key_client(alice_key).get("/api/me/").status_code == 401
+
+
+def test_allowed_models_restrict_a_key(alice, seeded, fake_openai, fake_anthropic):
+    from llm_models.models import LLMModel
+
+    _, secret = api_key_create(user=alice, name="gpt only",
+                               allowed_models=LLMModel.objects.filter(name="gpt-3.5-turbo"))
+    client = key_client(secret)
+
+    assert chat(client, "gpt-3.5-turbo").status_code == 200
+    response = chat(client, "claude-3-sonnet")
+    assert response.status_code == 403
+    assert "may not use the model 'claude-3-sonnet'" in response.json()["error"]["message"]
+    assert fake_anthropic.requests == []
+    assert not Reservation.objects.exists()
+
+
+def test_allowed_models_also_hold_for_dialog_messages(alice, seeded, fake_anthropic):
+    from dialogs.models import Dialog
+    from llm_models.models import LLMModel
+
+    _, secret = api_key_create(user=alice, name="gpt only",
+                               allowed_models=LLMModel.objects.filter(name="gpt-3.5-turbo"))
+    dialog = Dialog.objects.create(owner=alice, model=LLMModel.objects.get(name="claude-3-sonnet"))
+
+    response = key_client(secret).post(f"/api/dialogs/{dialog.pk}/messages/", {"content": "hi"}, format="json")
+
+    assert response.status_code == 403
+    assert fake_anthropic.requests == []
+
+
+def test_a_keys_own_token_limit_holds_inside_the_users_quota(alice, seeded, fake_openai):
+    set_quota(alice, token_limit=1_000_000)
+    key, secret = api_key_create(user=alice, name="small", token_limit=100)
+    client = key_client(secret)
+    fake_openai.configure(usage=(10, 20))
+
+    assert chat(client, max_tokens=50).status_code == 200  # worst case ~60 of 100
+    key.refresh_from_db()
+    assert (key.used_tokens, key.reserved_tokens) == (30, 0)
+    assert Quota.objects.get(user=alice).used_tokens == 30  # counted in the user's quota too
+
+    response = chat(client, max_tokens=80)  # 30 used + ~88 > 100
+    assert response.status_code == 429
+    error = response.json()["error"]
+    assert error["type"] == "quota_exceeded" and "this API key" in error["message"]
+    assert error["limit"] == 100 and error["used"] == 30
+    quota = Quota.objects.get(user=alice)
+    assert (quota.used_tokens, quota.reserved_tokens) == (30, 0)  # the refusal left nothing held
+    assert UsageRecord.objects.count() == 1
+
+    # Alice's other credentials are not bound by this key's limit.
+    _, other = api_key_create(user=alice, name="big")
+    assert chat(key_client(other), max_tokens=80).status_code == 200
+
+
+def test_the_users_quota_still_binds_a_key_with_a_bigger_limit(alice, seeded, fake_openai):
+    set_quota(alice, token_limit=50)
+    _, secret = api_key_create(user=alice, name="big", token_limit=10_000)
+
+    response = chat(key_client(secret), max_tokens=100)
+
+    assert response.status_code == 429
+    assert "your quota" in response.json()["error"]["message"]
+    assert APIKey.objects.get().reserved_tokens == 0
+
+
+# --- the admin console ---
+
+@pytest.fixture
+def key_admin(staff):
+    staff.user_permissions.add(*Permission.objects.filter(content_type__app_label="gateway",
+                                                          codename__in=["view_apikey", "change_apikey"]))
+    browser = Client()
+    assert browser.login(username="sam", password="sam-password")
+    return browser
+
+
+def test_staff_see_every_key_in_the_admin_but_never_a_secret(key_admin, alice, bob):
+    _, alices = api_key_create(user=alice, name="alice's laptop")
+    _, bobs = api_key_create(user=bob, name="bob's server")
+
+    content = key_admin.get("/admin/gateway/apikey/").content.decode()
+
+    assert "alice&#x27;s laptop" in content and "bob&#x27;s server" in content
+    assert alices[:12] in content and bobs[:12] in content
+    assert alices not in content and bobs not in content
+    key = APIKey.objects.get(user=alice)
+    assert alices not in key_admin.get(f"/admin/gateway/apikey/{key.pk}/change/").content.decode()
+    assert key_admin.get("/admin/gateway/apikey/add/").status_code == 403  # keys are made by users
+
+
+def test_staff_revoke_keys_with_the_admin_action(key_admin, alice, bob):
+    alices_key, alices = api_key_create(user=alice, name="a")
+    bobs_key, bobs = api_key_create(user=bob, name="b")
+
+    response = key_admin.post("/admin/gateway/apikey/", {"action": "revoke", "_selected_action": [alices_key.pk]},
+                              follow=True)
+
+    assert "1 key(s) revoked." in response.content.decode()
+    assert key_client(alices).get("/api/me/").status_code == 401
+    assert key_client(bobs).get("/api/me/").status_code == 200
+    alices_key.refresh_from_db()
+    assert alices_key.revoked_at is not None
+
+
+def test_staff_who_may_only_view_keys_cannot_revoke_them(staff, alice):
+    staff.user_permissions.add(Permission.objects.get(content_type__app_label="gateway", codename="view_apikey"))
+    browser = Client()
+    browser.login(username="sam", password="sam-password")
+    key, _ = api_key_create(user=alice, name="a")
+
+    assert browser.get("/admin/gateway/apikey/").status_code == 200
+    browser.post("/admin/gateway/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
+
+    key.refresh_from_db()
+    assert key.revoked_at is None
