@@ -257,7 +257,8 @@ class Admission:
 
 
 def completion_admit(*, user, model, prompt_tokens: int, max_tokens: int, api_key=None) -> Admission:
-    """The key's model list, rate limits, then the worst-case reservation (prompt + max_tokens).
+    """The key's model list, rate limits (the key's, the user's), then the worst-case reservation
+    (prompt + max_tokens).
     Raises (403, RateLimited or QuotaExceeded) before anything is stored. Call inside
     transaction.atomic()."""
     from billing.ratelimit import rate_limit_check
@@ -267,6 +268,9 @@ def completion_admit(*, user, model, prompt_tokens: int, max_tokens: int, api_ke
         if allowed and model.pk not in allowed:
             raise GatewayError(f"This API key may not use the model '{model.name}'.", status=403,
                                type="permission_denied", param="model")
+        if api_key.requests_per_minute or api_key.tokens_per_minute:
+            rate_limit_check(subject=f"key:{api_key.pk}", requests_per_minute=api_key.requests_per_minute,
+                             tokens_per_minute=api_key.tokens_per_minute, tokens=prompt_tokens)
     quota = quota_get(user=user)
     rate_limit_check(subject=f"user:{user.pk}", requests_per_minute=quota.requests_per_minute,
                      tokens_per_minute=quota.tokens_per_minute, tokens=prompt_tokens)
@@ -298,4 +302,7 @@ def completion_settle(*, admission: Admission, status: str, usage=None, text: st
     # The window already holds the counted prompt; add the rest of what was actually used.
     rate_limit_add_tokens(subject=f"user:{admission.user.pk}",
                           tokens=prompt + completion - admission.prompt_tokens)
+    if admission.api_key is not None and admission.api_key.tokens_per_minute:
+        rate_limit_add_tokens(subject=f"key:{admission.api_key.pk}",
+                              tokens=prompt + completion - admission.prompt_tokens)
     return settlement

@@ -33,8 +33,9 @@ class APIKeySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = APIKey
-        fields = ["id", "name", "prefix", "allowed_models", "token_limit", "usd_limit", "used_tokens",
-                  "used_usd", "created_at", "last_used_at", "expires_at", "revoked_at", "active"]
+        fields = ["id", "name", "prefix", "allowed_models", "token_limit", "usd_limit", "requests_per_minute",
+                  "tokens_per_minute", "used_tokens", "used_usd", "created_at", "last_used_at", "expires_at",
+                  "revoked_at", "active"]
         read_only_fields = ["id", "prefix", "used_tokens", "used_usd", "created_at", "last_used_at",
                             "revoked_at"]
 

@@ -32,6 +32,10 @@ class APIKey(models.Model):
     token_limit = models.BigIntegerField(null=True, blank=True,
                                          help_text="This key's own total, inside the user's quota.")
     usd_limit = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True,
+                                                      help_text="This key's own rate, inside the user's.")
+    tokens_per_minute = models.PositiveIntegerField(null=True, blank=True,
+                                                    help_text="This key's own rate, inside the user's.")
     used_tokens = models.BigIntegerField(default=0)
     reserved_tokens = models.BigIntegerField(default=0)
     used_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)

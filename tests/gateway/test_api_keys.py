@@ -224,6 +224,30 @@ def test_the_users_quota_still_binds_a_key_with_a_bigger_limit(alice, seeded, fa
     assert APIKey.objects.get().reserved_tokens == 0
 
 
+def test_a_key_has_its_own_requests_per_minute_inside_the_users(alice, alice_client, seeded, fake_openai):
+    response = alice_client.post("/api/keys/", {"name": "slow", "requests_per_minute": 1}, format="json")
+    assert response.status_code == 201 and response.json()["requests_per_minute"] == 1
+    slow = key_client(response.json()["key"])
+
+    assert chat(slow).status_code == 200
+    refused = chat(slow)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["type"] == "rate_limited" and refused["Retry-After"]
+    # The user's other credentials go on; the refused request reserved nothing.
+    _, other = api_key_create(user=alice, name="fast")
+    assert chat(key_client(other)).status_code == 200
+    assert Quota.objects.get(user=alice).reserved_tokens == 0
+
+
+def test_a_key_has_its_own_tokens_per_minute(alice, seeded, fake_openai):
+    _, secret = api_key_create(user=alice, name="few tokens", tokens_per_minute=100)
+    fake_openai.configure(usage=(10, 200))
+    client = key_client(secret)
+
+    assert chat(client).status_code == 200  # the window now holds 210 tokens of 100
+    assert chat(client).json()["error"]["type"] == "rate_limited"
+
+
 # --- the admin console ---
 
 @pytest.fixture
