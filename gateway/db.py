@@ -1,5 +1,7 @@
 from asgiref.sync import sync_to_async
-from django.db import connection
+from django.db import OperationalError, connection
+
+from gateway.errors import GatewayError
 
 
 async def db_phase(fn, /, *args, **kwargs):
@@ -14,6 +16,11 @@ async def db_phase(fn, /, *args, **kwargs):
     def phase():
         try:
             return fn(*args, **kwargs)
+        except OperationalError as exc:
+            # No connection free in the pool in time (a burst), or the database is down: the
+            # client may retry; a 500 would say the gateway is broken.
+            raise GatewayError("The database is busy or unavailable; retry shortly.", status=503,
+                               type="service_unavailable", headers={"Retry-After": "1"}) from exc
         finally:
             if not connection.in_atomic_block:
                 connection.close()
