@@ -1,4 +1,6 @@
+from django.conf import settings
 from django.contrib import admin
+from django.views.static import serve
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
@@ -21,6 +23,9 @@ router.register("keys", APIKeyViewSet, basename="key")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The admin console's assets (collected by `make run` / `make serve`). Served by a plain view:
+    # a WSGI-only static middleware would push every request, /v1/ included, through a thread.
+    re_path(r"^static/(?P<path>.*)$", serve, {"document_root": settings.STATIC_ROOT}),
     path("healthz", views.healthz, name="healthz"),
     path("api/auth/token/", TokenObtainPairView.as_view(), name="token"),
     path("api/auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
