@@ -4,6 +4,7 @@ Rows are cached per process for a few seconds, stamped by a version number kept 
 shared cache: when staff edit a model, the version moves and every process reloads.
 """
 
+import secrets
 import time
 
 from django.core.cache import cache
@@ -16,11 +17,17 @@ LOCAL_TTL_SECONDS = 5.0
 _local: dict = {"version": None, "checked": 0.0, "models": {}}
 
 
+def _fresh_version() -> int:
+    # Random, not 1: after the shared cache is flushed (a Redis restart), a process still
+    # holding the old version must not mistake the new one for it.
+    return secrets.randbelow(2**31) + 1
+
+
 def invalidate() -> None:
     try:
         cache.incr(VERSION_KEY)
     except ValueError:
-        cache.set(VERSION_KEY, 1, None)
+        cache.set(VERSION_KEY, _fresh_version(), None)
     _local["models"] = {}
     _local["version"] = None
 
@@ -31,7 +38,7 @@ def _refresh_if_stale() -> None:
         return
     version = cache.get(VERSION_KEY)
     if version is None:
-        cache.add(VERSION_KEY, 1, None)
+        cache.add(VERSION_KEY, _fresh_version(), None)
         version = cache.get(VERSION_KEY, 1)
     if version != _local["version"]:
         _local["models"] = {}
