@@ -35,7 +35,7 @@ def test_the_benchmark_runs(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, "-m", "bench.run", "--quick", "--no-peer", "--scenarios", "1,3-sse,4",
-         "--duration", "1", "--warmup", "0.3", "--concurrency", "2", "--streams", "8", "--slow-tokens", "10",
+         "--duration", "2", "--warmup", "1", "--concurrency", "2", "--streams", "8", "--slow-tokens", "10",
          "--dialogs-per-run", "50", "--pause", "0", "--database-url", database, "--redis-url", redis,
          "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
