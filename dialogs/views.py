@@ -1,4 +1,3 @@
-import json
 
 from asgiref.sync import sync_to_async
 from django.http import JsonResponse, StreamingHttpResponse
@@ -11,7 +10,7 @@ from dialogs.serializers import DialogSerializer, MessageCreateSerializer, Messa
 from dialogs.services import message_prepare, message_reply, message_reply_stream
 from gateway.auth import authenticate_request
 from gateway.db import db_phase
-from gateway.errors import GatewayError, error_body, error_response, from_api_exception
+from gateway.errors import GatewayError, error_body, error_response, from_api_exception, json_object
 
 
 class DialogViewSet(viewsets.ModelViewSet):
@@ -44,12 +43,7 @@ _list_messages = MessageListView.as_view()
 
 
 def _parse(request) -> dict:
-    try:
-        body = json.loads(request.body or b"{}")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise GatewayError(f"The body is not valid JSON: {exc}", type="invalid_request") from exc
-    if not isinstance(body, dict):
-        raise GatewayError("The body must be a JSON object.", type="invalid_request")
+    body = json_object(request.body)
     serializer = MessageCreateSerializer(data=body)
     if not serializer.is_valid():
         raise from_api_exception(exceptions.ValidationError(serializer.errors))

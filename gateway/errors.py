@@ -1,5 +1,7 @@
 """One error shape for the whole API: {"error": {"type", "message", ...}} with the right status."""
 
+import json
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions
@@ -141,3 +143,14 @@ def from_api_exception(exc) -> GatewayError:
     headers = {k: response[k] for k in ("WWW-Authenticate", "Retry-After") if response.has_header(k)}
     return GatewayError(body.pop("message"), status=response.status_code, type=body.pop("type"),
                         headers=headers, **body)
+
+
+def json_object(raw: bytes) -> dict:
+    """A request body that must be a JSON object, or a 400 saying what is wrong with it."""
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise GatewayError(f"The body is not valid JSON: {exc}", type="invalid_request") from exc
+    if not isinstance(body, dict):
+        raise GatewayError("The body must be a JSON object.", type="invalid_request")
+    return body

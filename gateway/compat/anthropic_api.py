@@ -12,7 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from gateway.compat.calls import CallParams, call_complete, call_prepare, call_stream_open
 from gateway.db import db_phase
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, json_object
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
@@ -47,12 +47,7 @@ def _text(content, where: str) -> str:
 
 
 def parse_messages_request(raw: bytes) -> tuple[CallParams, bool]:
-    try:
-        body = json.loads(raw or b"")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise GatewayError(f"The body is not valid JSON: {exc}", type="invalid_request") from exc
-    if not isinstance(body, dict):
-        raise GatewayError("The body must be a JSON object.", type="invalid_request")
+    body = json_object(raw)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise GatewayError("model: Field required", type="invalid_request")

@@ -18,7 +18,7 @@ from rest_framework import exceptions
 from gateway.auth import authenticate_request
 from gateway.compat.calls import CallParams, call_complete, call_prepare, call_stream_open
 from gateway.db import db_phase
-from gateway.errors import GatewayError, from_api_exception
+from gateway.errors import GatewayError, from_api_exception, json_object
 from llm_models.models import LLMModel
 
 
@@ -67,12 +67,7 @@ def _number(body: dict, name: str, low: float, high: float) -> float | None:
 
 def parse_chat_request(raw: bytes) -> tuple[CallParams, bool, bool]:
     """(params, stream, include_usage) from an OpenAI chat completion request body."""
-    try:
-        body = json.loads(raw or b"")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise GatewayError(f"The body is not valid JSON: {exc}", type="invalid_request") from exc
-    if not isinstance(body, dict):
-        raise GatewayError("The body must be a JSON object.", type="invalid_request")
+    body = json_object(raw)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise GatewayError("'model' is required.", type="invalid_request", param="model")
