@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from billing.services import Admission, completion_admit, completion_settle
+from billing.services import Admission, billed_usage, completion_admit, completion_settle
 from dialogs.context import fit_to_context
 from dialogs.models import Dialog, Message, MessageStatus, Role
 from dialogs.serializers import MessageSerializer
@@ -95,21 +95,19 @@ def message_finish(prepared: Prepared, *, text: str, usage: Usage | None, status
                    error: ProviderError | None = None, request_id: str = "",
                    latency_ms: int | None = None) -> Message:
     """Store the assistant's message (also when the vendor failed) and bill it, in one transaction."""
+    model = prepared.admission.model
+    billed = billed_usage(prepared.admission, usage=usage, text=text)
     with transaction.atomic():
         message = Message.objects.create(
-            dialog=prepared.dialog, role=Role.ASSISTANT, content=text, model=prepared.admission.model,
+            dialog=prepared.dialog, role=Role.ASSISTANT, content=text, model=model,
             status=status, request_id=request_id[:200], latency_ms=latency_ms,
             error_type=error.kind if error else "", error_message=error.message if error else "",
+            prompt_tokens=billed.prompt_tokens, completion_tokens=billed.completion_tokens,
+            cost=model.cost(billed.prompt_tokens, billed.completion_tokens),
         )
-        settlement = completion_settle(
-            admission=prepared.admission, status=status, usage=usage, text=text, request_id=request_id,
-            dialog=prepared.dialog, message=message,
-        )
-        message.prompt_tokens = settlement.prompt_tokens
-        message.completion_tokens = settlement.completion_tokens
-        message.cost = settlement.cost
-        message.save(update_fields=["prompt_tokens", "completion_tokens", "cost"])
-        Dialog.objects.filter(pk=prepared.dialog.pk).update(updated_at=timezone.now())
+        # The dialog's updated_at moved when the user's message was stored (message_prepare).
+        completion_settle(admission=prepared.admission, status=status, usage=billed, request_id=request_id,
+                          dialog=prepared.dialog, message=message)
     return message
 
 

@@ -52,7 +52,7 @@ def _parse(request) -> dict:
 
 def _prepare(request, dialog_id: int, data: dict):
     try:
-        user, api_key = authenticate_request(request)
+        user, api_key = authenticate_request(request, reserves_on_key=True)
     except exceptions.APIException as exc:
         raise from_api_exception(exc) from exc
     return message_prepare(user=user, api_key=api_key, dialog_id=dialog_id, content=data["content"],

@@ -3,9 +3,22 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
-application = get_asgi_application()
+site = get_asgi_application()
 
-# Load the token encodings in each worker before its first request, not during it.
+from gateway.handlers import API_PREFIXES, APIHandler  # noqa: E402  (needs the settings loaded)
 from llm_models.providers.tokens import warm_up  # noqa: E402
 
+api = APIHandler()
+
+
+async def application(scope, receive, send):
+    """The API (/api/, /v1/) goes through its lean middleware; the admin and everything else
+    through the full MIDDLEWARE."""
+    if scope["type"] == "http" and scope["path"].startswith(API_PREFIXES):
+        await api(scope, receive, send)
+    else:
+        await site(scope, receive, send)
+
+
+# Load the token encodings and the vendor SDKs in each worker before its first request, not during it.
 warm_up()

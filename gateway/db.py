@@ -1,7 +1,23 @@
+import asyncio
+import weakref
+
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import OperationalError, connection
 
 from gateway.errors import GatewayError
+
+# Per event loop (one per worker; tests make many): how many DB phases may run at once.
+_slots: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = weakref.WeakKeyDictionary()
+
+
+def _phase_slots() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    slots = _slots.get(loop)
+    if slots is None:
+        pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
+        slots = _slots[loop] = asyncio.Semaphore(pool["max_size"] if isinstance(pool, dict) else 20)
+    return slots
 
 
 async def db_phase(fn, /, *args, **kwargs):
@@ -11,13 +27,18 @@ async def db_phase(fn, /, *args, **kwargs):
     request: a streamed reply lasts seconds, and holding a connection for all of it runs the
     database out of connections at a few hundred streams. Inside an outer transaction (tests)
     the connection is left alone.
+
+    At most as many phases run at once as the pool has connections: in a burst (1,000 streams
+    opened at once) the rest wait here, in the event loop, in order and without a timeout,
+    instead of each holding a thread that waits for a connection and gives up after the pool's
+    timeout.
     """
 
     def phase():
         try:
             return fn(*args, **kwargs)
         except OperationalError as exc:
-            # No connection free in the pool in time (a burst), or the database is down: the
+            # The database is down or, despite the slots, no connection came in time: the
             # client may retry; a 500 would say the gateway is broken.
             raise GatewayError("The database is busy or unavailable; retry shortly.", status=503,
                                type="service_unavailable", headers={"Retry-After": "1"}) from exc
@@ -25,4 +46,5 @@ async def db_phase(fn, /, *args, **kwargs):
             if not connection.in_atomic_block:
                 connection.close()
 
-    return await sync_to_async(phase)()
+    async with _phase_slots():
+        return await sync_to_async(phase)()

@@ -37,3 +37,24 @@ class BodySizeLimitMiddleware:
 
     async def __acall__(self, request):
         return self._too_big(request) or await self.get_response(request)
+
+
+class APIHeadersMiddleware:
+    """Django's security headers (nosniff, referrer policy, HSTS) and HTTPS redirect for the API,
+    without SecurityMiddleware's two thread round trips: its hooks only read settings and set
+    headers, so they are called inline."""
+
+    sync_capable = False
+    async_capable = True
+
+    def __init__(self, get_response):
+        from asgiref.sync import markcoroutinefunction
+        from django.middleware.security import SecurityMiddleware
+
+        self.get_response = get_response
+        self.security = SecurityMiddleware(get_response)
+        markcoroutinefunction(self)
+
+    async def __call__(self, request):
+        response = self.security.process_request(request) or await self.get_response(request)
+        return self.security.process_response(request, response)

@@ -111,6 +111,11 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# /api/ and /v1/ under ASGI (gateway/handlers.py): native async middleware only.
+API_MIDDLEWARE = [
+    "gateway.middleware.BodySizeLimitMiddleware",
+    "gateway.middleware.APIHeadersMiddleware",
+]
 
 ROOT_URLCONF = "gateway.urls"
 WSGI_APPLICATION = "gateway.wsgi.application"

@@ -54,7 +54,7 @@ class CallParams:
 def call_prepare(http_request, params: CallParams, *, endpoint: str) -> Call:
     """Sync (run it with db_phase): who is calling, which model, admission. Raises GatewayError."""
     try:
-        user, api_key = authenticate_request(http_request)
+        user, api_key = authenticate_request(http_request, reserves_on_key=True)
     except exceptions.APIException as exc:
         raise from_api_exception(exc) from exc
     model = catalog.model_get(params.model)

@@ -34,22 +34,29 @@ class OpenAIProvider(Provider):
 
     async def complete(self, request: CompletionRequest) -> Completion:
         client = self._client_for(request)
+        # The raw response, parsed with json.loads: the SDK's request transform and typed models
+        # were ~2 ms of CPU per call, and the gateway only reads four fields.
         try:
-            response = await client.chat.completions.create(**self._params(request))
+            response = await client.post("/chat/completions", body=self._params(request) | request.extra,
+                                         cast_to=httpx2.Response)
         except openai.OpenAIError as exc:
             raise _error(exc, request) from exc
-        choice = response.choices[0] if response.choices else None
-        usage = response.usage
+        request_id = response.headers.get("x-request-id", "")
+        body = _parse(response.text, request_id)
+        choices = body.get("choices") or [{}]
+        usage = body.get("usage")
         return Completion(
-            text=(choice.message.content or "") if choice else "",
-            usage=Usage(usage.prompt_tokens, usage.completion_tokens) if usage else None,
-            request_id=response._request_id or "",
-            finish_reason=choice.finish_reason if choice else None,
+            text=(choices[0].get("message") or {}).get("content") or "",
+            usage=Usage(usage["prompt_tokens"], usage["completion_tokens"]) if usage else None,
+            request_id=request_id,
+            finish_reason=choices[0].get("finish_reason"),
         )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[Chunk]:
         client = self._client_for(request)
-        params = self._params(request) | {"stream": True, "stream_options": {"include_usage": True}}
+        params = self._params(request) | {"stream": True, "stream_options": {"include_usage": True},
+                                          # fields the SDK's signature does not list (a vLLM `top_k`)
+                                          "extra_body": request.extra or None}
         # The raw SSE lines, parsed with json.loads: the SDK's typed chunks cost ~3x the CPU
         # per stream (measured: 11 ms vs 4 ms for 50 chunks), and the gateway only relays text.
         try:
@@ -116,9 +123,6 @@ class OpenAIProvider(Provider):
         for name in ("temperature", "top_p", "stop"):
             if (value := getattr(request, name)) is not None:
                 params[name] = value
-        if request.extra:
-            # extra_body: fields the SDK's signature does not list (a vLLM `top_k`) still go out.
-            params["extra_body"] = request.extra
         return params
 
 
@@ -140,12 +144,12 @@ def _parse(data: str, request_id: str) -> dict:
     except ValueError:
         event = None
     if not isinstance(event, dict):
-        raise ProviderError("the provider sent a malformed stream", kind="server",
+        raise ProviderError("the provider sent a malformed answer", kind="server",
                             request_id=request_id)
     if event.get("error"):  # OpenAI-compatible servers report mid-stream failures this way
         error = event["error"]
         message = error.get("message", "") if isinstance(error, dict) else str(error)
-        raise ProviderError(f"the provider failed mid-stream: {message}", kind="server",
+        raise ProviderError(f"the provider reported a failure: {message}", kind="server",
                             request_id=request_id)
     return event
 
