@@ -230,9 +230,11 @@ def _give_back(reservation: Reservation, *, used_tokens: int = 0, used_usd: Deci
     if not (used_tokens or used_usd or held):
         return
     changes = [used_tokens, used_usd, reservation.tokens if held else 0, reservation.cost if held else Decimal(0)]
-    _sql(f"UPDATE billing_quota SET {_SETTLE} WHERE user_id = %s", [*changes, reservation.user_id])
+    # The key's row first, then the quota's, as completion_admit locks them: the other order
+    # deadlocks with concurrent admissions.
     if reservation.api_key_id:
         _sql(f"UPDATE gateway_apikey SET {_SETTLE} WHERE id = %s", [*changes, reservation.api_key_id])
+    _sql(f"UPDATE billing_quota SET {_SETTLE} WHERE user_id = %s", [*changes, reservation.user_id])
 
 
 def reservations_release_stale(*, user=None) -> int:

@@ -1,4 +1,5 @@
 import asyncio
+import logging
 import weakref
 
 from asgiref.sync import sync_to_async
@@ -6,6 +7,8 @@ from django.conf import settings
 from django.db import OperationalError, connection
 
 from gateway.errors import GatewayError
+
+logger = logging.getLogger(__name__)
 
 # Per event loop (one per worker; tests make many): how many DB phases may run at once.
 _slots: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = weakref.WeakKeyDictionary()
@@ -38,6 +41,7 @@ async def db_phase(fn, /, *args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except OperationalError as exc:
+            logger.warning("A database phase failed: %s", exc)
             # The database is down or, despite the slots, no connection came in time: the
             # client may retry; a 500 would say the gateway is broken.
             raise GatewayError("The database is busy or unavailable; retry shortly.", status=503,
