@@ -77,12 +77,15 @@ def _within_limits(tokens: int, cost: Decimal) -> Q:
     )
 
 
-def _exceeded(holder, *, owner: str, resets_at: datetime | None, tokens: int, cost: Decimal) -> QuotaExceeded:
-    """The 429 for `holder` (a Quota or an APIKey), naming the limit that refused the request."""
+def _exceeded(holder, *, owner: str, resets_at: datetime | None, tokens: int, cost: Decimal) -> QuotaExceeded | None:
+    """The 429 for `holder` (a Quota or an APIKey), naming the limit that refuses the request; None
+    if none does any more (requests that gave back since the refusal made room)."""
     if holder.token_limit is not None and holder.used_tokens + holder.reserved_tokens + tokens > holder.token_limit:
         limit, used, reserved, unit = holder.token_limit, holder.used_tokens, holder.reserved_tokens, "tokens"
-    else:
+    elif holder.usd_limit is not None and holder.used_usd + holder.reserved_usd + cost > holder.usd_limit:
         limit, used, reserved, unit = holder.usd_limit, holder.used_usd, holder.reserved_usd, "usd"
+    else:
+        return None
     remaining = max(limit - used - reserved, 0)
     message = (
         f"This request needs up to {tokens} tokens (${cost:.6f}); {owner} has {remaining} {unit} "
@@ -97,6 +100,16 @@ def _exceeded(holder, *, owner: str, resets_at: datetime | None, tokens: int, co
         headers={"Retry-After": str(max(int((resets_at - timezone.now()).total_seconds()), 1))}
         if resets_at else {},
     )
+
+
+# A refusal read back a moment later may be gone: the hold is tried again, this many times in all.
+_HOLD_ATTEMPTS = 3
+
+
+def _contended(owner: str) -> GatewayError:
+    """Refused, then found room, _HOLD_ATTEMPTS times over: the limit is that contended right now."""
+    return GatewayError(f"Many requests are racing for what is left of {owner}; retry shortly.", status=429,
+                        type="rate_limited", headers={"Retry-After": "1"})
 
 
 # The statements every completion sends, in plain SQL that PostgreSQL and SQLite both run: built
@@ -131,19 +144,22 @@ def _hold_on_key(*, api_key, model, tokens: int, cost: Decimal, now: datetime) -
     limits: one statement, so revoking, expiring, deactivating the user or changing the key's
     models takes effect on the next request even when the caller came from a cache
     (gateway.auth.api_key_cached). Raises 401, 403 or 429 otherwise."""
-    rows = _sql(
-        f"UPDATE gateway_apikey SET {_HOLD}, last_used_at = %s "
-        f"WHERE id = %s AND user_id = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > %s) "
-        f"AND {_FITS} AND EXISTS (SELECT 1 FROM {_user_table()} WHERE id = %s AND is_active) "
-        "AND (NOT EXISTS (SELECT 1 FROM gateway_apikey_allowed_models WHERE apikey_id = %s) "
-        "     OR EXISTS (SELECT 1 FROM gateway_apikey_allowed_models WHERE apikey_id = %s AND llmmodel_id = %s)) "
-        "RETURNING requests_per_minute, tokens_per_minute",
-        [tokens, cost, _db_time(now), api_key.pk, api_key.user_id, _db_time(now), tokens, cost,
-         api_key.user_id, api_key.pk, api_key.pk, model.pk],
-    )
-    if not rows:
-        raise _key_refusal(api_key, model=model, tokens=tokens, cost=cost)
-    return RateLimits(*rows[0])
+    for _ in range(_HOLD_ATTEMPTS):
+        rows = _sql(
+            f"UPDATE gateway_apikey SET {_HOLD}, last_used_at = %s "
+            f"WHERE id = %s AND user_id = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > %s) "
+            f"AND {_FITS} AND EXISTS (SELECT 1 FROM {_user_table()} WHERE id = %s AND is_active) "
+            "AND (NOT EXISTS (SELECT 1 FROM gateway_apikey_allowed_models WHERE apikey_id = %s) "
+            "     OR EXISTS (SELECT 1 FROM gateway_apikey_allowed_models WHERE apikey_id = %s AND llmmodel_id = %s)) "
+            "RETURNING requests_per_minute, tokens_per_minute",
+            [tokens, cost, _db_time(now), api_key.pk, api_key.user_id, _db_time(now), tokens, cost,
+             api_key.user_id, api_key.pk, api_key.pk, model.pk],
+        )
+        if rows:
+            return RateLimits(*rows[0])
+        if refusal := _key_refusal(api_key, model=model, tokens=tokens, cost=cost):
+            raise refusal
+    raise _contended("this API key")
 
 
 def _user_table() -> str:
@@ -152,8 +168,9 @@ def _user_table() -> str:
     return get_user_model()._meta.db_table
 
 
-def _key_refusal(api_key, *, model, tokens: int, cost: Decimal) -> GatewayError:
-    """Why _hold_on_key refused: read the key again (a rare path) and name the reason."""
+def _key_refusal(api_key, *, model, tokens: int, cost: Decimal) -> GatewayError | None:
+    """Why _hold_on_key refused: read the key again (a rare path) and name the reason; None if the
+    request fits now."""
     from gateway.auth import api_key_forget, api_key_problem
     from gateway.models import APIKey
 
@@ -183,15 +200,20 @@ def _hold_on_quota(*, user, tokens: int, cost: Decimal, now: datetime) -> RateLi
     if rows:
         return RateLimits(*rows[0])
     quota = quota_get(user=user)  # made or rolled over if need be
-    fits = _hold_on_quota_row(quota, tokens=tokens, cost=cost)
-    if not fits and reservations_release_stale(user=user):
-        # Reservations of dead workers are let go lazily, when they stand in the way.
-        fits = _hold_on_quota_row(quota, tokens=tokens, cost=cost)
-    if not fits:
+    released_stale = False
+    for _ in range(_HOLD_ATTEMPTS):
+        if _hold_on_quota_row(quota, tokens=tokens, cost=cost):
+            return RateLimits(quota.requests_per_minute, quota.tokens_per_minute)
+        if not released_stale:
+            # Reservations of dead workers are let go lazily, when they stand in the way.
+            released_stale = True
+            if reservations_release_stale(user=user):
+                continue
         quota.refresh_from_db()
         resets_at = period_end(quota.period, quota.period_start)
-        raise _exceeded(quota, owner="your quota", resets_at=resets_at, tokens=tokens, cost=cost)
-    return RateLimits(quota.requests_per_minute, quota.tokens_per_minute)
+        if refusal := _exceeded(quota, owner="your quota", resets_at=resets_at, tokens=tokens, cost=cost):
+            raise refusal
+    raise _contended("your quota")
 
 
 def _hold_on_quota_row(quota: Quota, *, tokens: int, cost: Decimal) -> bool:

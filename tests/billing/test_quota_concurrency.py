@@ -13,6 +13,8 @@ from django.db.models import Sum
 from billing.models import Quota, Reservation, UsageRecord
 from billing.services import quota_get
 from dialogs.models import Dialog, Message
+from gateway.keys import api_key_create
+from gateway.models import APIKey
 from llm_models.models import LLMModel
 from tests.conftest import client_for
 from tests.live_server import gateway_processes
@@ -62,6 +64,32 @@ def test_thirty_messages_at_once_never_pass_a_1000_token_quota(redis, alice, see
     quota = Quota.objects.get(user=alice)
     assert quota.used_tokens == used["total"]
     assert quota.reserved_tokens == 0 and not Reservation.objects.exists()
+
+
+def test_sixty_calls_twenty_at_a_time_on_one_api_key_never_pass_its_limit_nor_fail(alice, seeded, fake_openai):
+    # A call holds on the key's row and on the quota's; settling gives back on both. Both sides
+    # must take the rows in the same order, or concurrent calls deadlock (and get 503s).
+    fake_openai.configure(text="word " * 40, usage=(30, 60), first_byte_delay=0.02)
+    key, secret = api_key_create(user=alice, name="batch job", token_limit=4000)
+    env = {"OPENAI_BASE_URL": fake_openai.base_url, "OPENAI_API_KEY": "sk-test"}
+    body = {"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 85}
+
+    with gateway_processes(2, redis=False, env=env) as urls:
+        calls = [f"{urls[i % 2]}/v1/chat/completions" for i in range(60)]
+        with ThreadPoolExecutor(20) as pool:
+            statuses = list(pool.map(lambda url: post(url, secret, body), calls))
+
+    admitted = statuses.count(200)
+    assert admitted + statuses.count(429) == 60, {s: statuses.count(s) for s in set(statuses)}
+    assert admitted > 0 and statuses.count(429) > 0
+    records = UsageRecord.objects.filter(api_key=key)
+    used = records.aggregate(total=Sum("prompt_tokens") + Sum("completion_tokens"))["total"]
+    assert records.count() == admitted and used <= 4000
+    key = APIKey.objects.get(pk=key.pk)
+    assert key.used_tokens == used and key.reserved_tokens == 0
+    quota = Quota.objects.get(user=alice)
+    assert quota.used_tokens == used and quota.reserved_tokens == 0
+    assert not Reservation.objects.exists()
 
 
 def test_rate_limits_hold_across_processes_with_redis(alice, seeded, fake_openai):
