@@ -248,7 +248,15 @@ def quota_reserve(*, user, tokens: int, cost: Decimal, api_key=None, model=None)
 
 def _give_back(reservation: Reservation, *, used_tokens: int = 0, used_usd: Decimal = Decimal(0)) -> None:
     """Move a reservation into `used`, if it is still held (a stale one may be gone already)."""
-    held = _sql("DELETE FROM billing_reservation WHERE id = %s", [reservation.pk]) > 0
+    _holds_settle(reservation, held=_reservation_delete(reservation), used_tokens=used_tokens, used_usd=used_usd)
+
+
+def _reservation_delete(reservation: Reservation) -> bool:
+    """Whether the reservation was still held (a stale one may have been released already)."""
+    return _sql("DELETE FROM billing_reservation WHERE id = %s", [reservation.pk]) > 0
+
+
+def _holds_settle(reservation: Reservation, *, held: bool, used_tokens: int, used_usd: Decimal) -> None:
     if not (used_tokens or used_usd or held):
         return
     changes = [used_tokens, used_usd, reservation.tokens if held else 0, reservation.cost if held else Decimal(0)]
@@ -287,8 +295,7 @@ def usage_settle(*, reservation: Reservation | None, user, model, prompt_tokens:
     cost = model.cost(prompt_tokens, completion_tokens)
     now = timezone.now()
     with transaction.atomic(savepoint=False):
-        if reservation is not None:
-            _give_back(reservation, used_tokens=prompt_tokens + completion_tokens, used_usd=cost)
+        held = reservation is not None and _reservation_delete(reservation)
         _sql(
             "INSERT INTO billing_usagerecord (user_id, api_key_id, dialog_id, message_id, model_id, model_name, "
             "endpoint, prompt_tokens, completion_tokens, cost, status, request_id, created_at) "
@@ -297,8 +304,12 @@ def usage_settle(*, reservation: Reservation | None, user, model, prompt_tokens:
              message.pk if message else None, model.pk, model.name, endpoint, prompt_tokens, completion_tokens,
              cost, status, request_id[:200], _db_time(now)],
         )
+        # Last, the rows every request of the user needs: each stays locked until COMMIT, and
+        # the other requests wait for it (the day's row, then as completion_admit: key, quota).
         _daily_add(user_id=user.pk, model_name=model.name, day=now.date(),
                    prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost=cost)
+        if reservation is not None:
+            _holds_settle(reservation, held=held, used_tokens=prompt_tokens + completion_tokens, used_usd=cost)
     return Settlement(prompt_tokens, completion_tokens, cost)
 
 
@@ -364,20 +375,23 @@ class Admission:
 def completion_admit(*, user, model, prompt_tokens: int, max_tokens: int, api_key=None) -> Admission:
     """The worst-case reservation (prompt + max_tokens) on the key and the user's quota, and the
     rate limits (the key's, the user's) read by the same statements. Raises (401, 403,
-    RateLimited or QuotaExceeded) before anything is stored. Call inside transaction.atomic():
-    a refusal after a hold rolls the hold back."""
+    RateLimited or QuotaExceeded). Call inside transaction.atomic(), as the caller's last
+    statements: a refusal rolls everything back, and the rows it locks wait for COMMIT."""
     from billing.ratelimit import rate_limit_check
 
     tokens, cost, now = prompt_tokens + max_tokens, model.cost(prompt_tokens, max_tokens), timezone.now()
+    # The reservation's row first: the holds lock the key's and the quota's rows, which every
+    # request of the user needs, until COMMIT; the fewer statements after them, the sooner.
+    reservation = _reservation_create(user=user, api_key=api_key, tokens=tokens, cost=cost, now=now)
     key_limits = None
     if api_key is not None:
         key_limits = _hold_on_key(api_key=api_key, model=model, tokens=tokens, cost=cost, now=now)
+    user_limits = _hold_on_quota(user=user, tokens=tokens, cost=cost, now=now)
+    if key_limits is not None:
         rate_limit_check(subject=f"key:{api_key.pk}", requests_per_minute=key_limits.requests_per_minute,
                          tokens_per_minute=key_limits.tokens_per_minute, tokens=prompt_tokens)
-    user_limits = _hold_on_quota(user=user, tokens=tokens, cost=cost, now=now)
     rate_limit_check(subject=f"user:{user.pk}", requests_per_minute=user_limits.requests_per_minute,
                      tokens_per_minute=user_limits.tokens_per_minute, tokens=prompt_tokens)
-    reservation = _reservation_create(user=user, api_key=api_key, tokens=tokens, cost=cost, now=now)
     return Admission(user, api_key, model, prompt_tokens, max_tokens, reservation,
                      key_tokens_per_minute=key_limits.tokens_per_minute if key_limits else None)
 

@@ -83,10 +83,11 @@ def message_prepare(*, user, dialog_id: int, content: str, max_tokens: int | Non
         new_message=new_message, max_tokens=max_tokens,
     )
     with transaction.atomic():
-        admission = completion_admit(user=user, api_key=api_key, model=model,
-                                     prompt_tokens=fitted.prompt_tokens, max_tokens=max_tokens)
+        # Admission last (see completion_admit); a refusal rolls the message back.
         user_message = Message.objects.create(dialog=dialog, role=Role.USER, content=content, model=model)
         Dialog.objects.filter(pk=dialog.pk).update(updated_at=timezone.now())
+        admission = completion_admit(user=user, api_key=api_key, model=model,
+                                     prompt_tokens=fitted.prompt_tokens, max_tokens=max_tokens)
     request = build_request(model, messages=fitted.messages, max_tokens=max_tokens, temperature=temperature)
     return Prepared(dialog, user_message, admission, request)
 
