@@ -139,7 +139,7 @@ class RateLimits:
     tokens_per_minute: int | None
 
 
-def _hold_on_key(*, api_key, model, tokens: int, cost: Decimal, now: datetime) -> RateLimits:
+def _hold_on_key(*, api_key, model, tokens: int, cost: Decimal, now: datetime) -> None:
     """Add the reservation to the key if the key may still be used, for this model, within its
     limits: one statement, so revoking, expiring, deactivating the user or changing the key's
     models takes effect on the next request even when the caller came from a cache
@@ -150,13 +150,12 @@ def _hold_on_key(*, api_key, model, tokens: int, cost: Decimal, now: datetime) -
             f"WHERE id = %s AND user_id = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > %s) "
             f"AND {_FITS} AND EXISTS (SELECT 1 FROM {_user_table()} WHERE id = %s AND is_active) "
             "AND (NOT EXISTS (SELECT 1 FROM gateway_apikey_allowed_models WHERE apikey_id = %s) "
-            "     OR EXISTS (SELECT 1 FROM gateway_apikey_allowed_models WHERE apikey_id = %s AND llmmodel_id = %s)) "
-            "RETURNING requests_per_minute, tokens_per_minute",
+            "     OR EXISTS (SELECT 1 FROM gateway_apikey_allowed_models WHERE apikey_id = %s AND llmmodel_id = %s))",
             [tokens, cost, _db_time(now), api_key.pk, api_key.user_id, _db_time(now), tokens, cost,
              api_key.user_id, api_key.pk, api_key.pk, model.pk],
         )
         if rows:
-            return RateLimits(*rows[0])
+            return
         if refusal := _key_refusal(api_key, model=model, tokens=tokens, cost=cost):
             raise refusal
     raise _contended("this API key")
@@ -185,7 +184,7 @@ def _key_refusal(api_key, *, model, tokens: int, cost: Decimal) -> GatewayError 
     return _exceeded(key, owner="this API key", resets_at=None, tokens=tokens, cost=cost)
 
 
-def _hold_on_quota(*, user, tokens: int, cost: Decimal, now: datetime) -> RateLimits:
+def _hold_on_quota(*, user, tokens: int, cost: Decimal, now: datetime) -> None:
     """Add the reservation to the user's quota if it fits, in one statement. The statement only
     matches a quota in its current period; a missing quota, a period to roll over or a refusal
     take the slow path, which also says why."""
@@ -194,16 +193,16 @@ def _hold_on_quota(*, user, tokens: int, cost: Decimal, now: datetime) -> RateLi
         f"UPDATE billing_quota SET {_HOLD} WHERE user_id = %s "
         "AND period_start >= CASE period WHEN 'daily' THEN %s WHEN 'weekly' THEN %s WHEN 'monthly' THEN %s "
         "ELSE period_start END "
-        f"AND (unlimited OR ({_FITS})) RETURNING requests_per_minute, tokens_per_minute",
+        f"AND (unlimited OR ({_FITS}))",
         [tokens, cost, user.pk, *starts, tokens, cost],
     )
     if rows:
-        return RateLimits(*rows[0])
+        return
     quota = quota_get(user=user)  # made or rolled over if need be
     released_stale = False
     for _ in range(_HOLD_ATTEMPTS):
         if _hold_on_quota_row(quota, tokens=tokens, cost=cost):
-            return RateLimits(quota.requests_per_minute, quota.tokens_per_minute)
+            return
         if not released_stale:
             # Reservations of dead workers are let go lazily, when they stand in the way.
             released_stale = True
@@ -222,15 +221,27 @@ def _hold_on_quota_row(quota: Quota, *, tokens: int, cost: Decimal) -> bool:
                 .update(**held))
 
 
-def _reservation_create(*, user, api_key, tokens: int, cost: Decimal, now: datetime) -> Reservation:
+def _reservation_create(*, user, api_key, tokens: int, cost: Decimal,
+                        now: datetime) -> tuple[Reservation, RateLimits | None, RateLimits | None]:
+    """The reservation's row, and the rate limits of the key and of the user's quota (None for a
+    user without a quota yet) read by the same statement."""
     expires = now + timedelta(seconds=settings.RESERVATION_TTL_SECONDS)
+    key_id = api_key.pk if api_key else None
     rows = _sql(
         "INSERT INTO billing_reservation (user_id, api_key_id, tokens, cost, created_at, expires_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-        [user.pk, api_key.pk if api_key else None, tokens, cost, _db_time(now), _db_time(expires)],
+        "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id, "
+        "(SELECT requests_per_minute FROM gateway_apikey WHERE id = %s), "
+        "(SELECT tokens_per_minute FROM gateway_apikey WHERE id = %s), "
+        "EXISTS (SELECT 1 FROM billing_quota WHERE user_id = %s), "
+        "(SELECT requests_per_minute FROM billing_quota WHERE user_id = %s), "
+        "(SELECT tokens_per_minute FROM billing_quota WHERE user_id = %s)",
+        [user.pk, key_id, tokens, cost, _db_time(now), _db_time(expires), key_id, key_id, *[user.pk] * 3],
     )
-    return Reservation(id=rows[0][0], user_id=user.pk, api_key_id=api_key.pk if api_key else None,
-                       tokens=tokens, cost=cost, created_at=now, expires_at=expires)
+    reservation_id, key_rpm, key_tpm, has_quota, user_rpm, user_tpm = rows[0]
+    reservation = Reservation(id=reservation_id, user_id=user.pk, api_key_id=key_id, tokens=tokens, cost=cost,
+                              created_at=now, expires_at=expires)
+    return (reservation, RateLimits(key_rpm, key_tpm) if api_key else None,
+            RateLimits(user_rpm, user_tpm) if has_quota else None)
 
 
 def quota_reserve(*, user, tokens: int, cost: Decimal, api_key=None, model=None) -> Reservation:
@@ -243,7 +254,7 @@ def quota_reserve(*, user, tokens: int, cost: Decimal, api_key=None, model=None)
     if api_key is not None:
         _hold_on_key(api_key=api_key, model=model, tokens=tokens, cost=cost, now=now)
     _hold_on_quota(user=user, tokens=tokens, cost=cost, now=now)
-    return _reservation_create(user=user, api_key=api_key, tokens=tokens, cost=cost, now=now)
+    return _reservation_create(user=user, api_key=api_key, tokens=tokens, cost=cost, now=now)[0]
 
 
 def _give_back(reservation: Reservation, *, used_tokens: int = 0, used_usd: Decimal = Decimal(0)) -> None:
@@ -374,24 +385,28 @@ class Admission:
 
 def completion_admit(*, user, model, prompt_tokens: int, max_tokens: int, api_key=None) -> Admission:
     """The worst-case reservation (prompt + max_tokens) on the key and the user's quota, and the
-    rate limits (the key's, the user's) read by the same statements. Raises (401, 403,
+    rate limits (the key's, the user's). Raises (401, 403,
     RateLimited or QuotaExceeded). Call inside transaction.atomic(), as the caller's last
     statements: a refusal rolls everything back, and the rows it locks wait for COMMIT."""
     from billing.ratelimit import rate_limit_check
 
     tokens, cost, now = prompt_tokens + max_tokens, model.cost(prompt_tokens, max_tokens), timezone.now()
-    # The reservation's row first: the holds lock the key's and the quota's rows, which every
-    # request of the user needs, until COMMIT; the fewer statements after them, the sooner.
-    reservation = _reservation_create(user=user, api_key=api_key, tokens=tokens, cost=cost, now=now)
-    key_limits = None
-    if api_key is not None:
-        key_limits = _hold_on_key(api_key=api_key, model=model, tokens=tokens, cost=cost, now=now)
-    user_limits = _hold_on_quota(user=user, tokens=tokens, cost=cost, now=now)
+    # The holds lock the key's and the quota's rows, which every request of the user needs, until
+    # COMMIT: they come last, after the reservation's row and the rate limits (read by its
+    # INSERT, counted in Redis).
+    reservation, key_limits, user_limits = _reservation_create(user=user, api_key=api_key, tokens=tokens,
+                                                               cost=cost, now=now)
+    if user_limits is None:  # the user's first request: their quota is made now
+        quota = quota_get(user=user)
+        user_limits = RateLimits(quota.requests_per_minute, quota.tokens_per_minute)
     if key_limits is not None:
         rate_limit_check(subject=f"key:{api_key.pk}", requests_per_minute=key_limits.requests_per_minute,
                          tokens_per_minute=key_limits.tokens_per_minute, tokens=prompt_tokens)
     rate_limit_check(subject=f"user:{user.pk}", requests_per_minute=user_limits.requests_per_minute,
                      tokens_per_minute=user_limits.tokens_per_minute, tokens=prompt_tokens)
+    if api_key is not None:
+        _hold_on_key(api_key=api_key, model=model, tokens=tokens, cost=cost, now=now)
+    _hold_on_quota(user=user, tokens=tokens, cost=cost, now=now)
     return Admission(user, api_key, model, prompt_tokens, max_tokens, reservation,
                      key_tokens_per_minute=key_limits.tokens_per_minute if key_limits else None)
 
