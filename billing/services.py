@@ -15,10 +15,9 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
-from billing.models import DailyUsage, Period, Quota, Reservation
+from billing.models import Period, Quota, Reservation
 from gateway.errors import GatewayError
 
 
@@ -70,13 +69,6 @@ def quota_get(*, user) -> Quota:
     return quota
 
 
-def _within_limits(tokens: int, cost: Decimal) -> Q:
-    """used + reserved + this request <= limit, for each limit that is set (on a Quota or an APIKey)."""
-    return (Q(token_limit__isnull=True) | Q(token_limit__gte=F("used_tokens") + F("reserved_tokens") + tokens)) & (
-        Q(usd_limit__isnull=True) | Q(usd_limit__gte=F("used_usd") + F("reserved_usd") + cost)
-    )
-
-
 def _exceeded(holder, *, owner: str, resets_at: datetime | None, tokens: int, cost: Decimal) -> QuotaExceeded | None:
     """The 429 for `holder` (a Quota or an APIKey), naming the limit that refuses the request; None
     if none does any more (requests that gave back since the refusal made room)."""
@@ -112,12 +104,10 @@ def _contended(owner: str) -> GatewayError:
                         type="rate_limited", headers={"Retry-After": "1"})
 
 
-# The statements every completion sends, in plain SQL that PostgreSQL and SQLite both run: built
+# The statements every completion sends, in plain SQL (one statement each for a hold and a settlement
+# on PostgreSQL, a few that SQLite runs too elsewhere): built
 # by the ORM they cost ~0.5 ms of CPU each, most of a completion's time in the gateway
 # (docs/performance.md). Everything else here uses the ORM.
-_FITS = ("(token_limit IS NULL OR token_limit >= used_tokens + reserved_tokens + %s) "
-         "AND (usd_limit IS NULL OR usd_limit >= used_usd + reserved_usd + %s)")
-_HOLD = "reserved_tokens = reserved_tokens + %s, reserved_usd = reserved_usd + %s"
 _SETTLE = ("used_tokens = used_tokens + %s, used_usd = used_usd + %s, "
            "reserved_tokens = reserved_tokens - %s, reserved_usd = reserved_usd - %s")
 
@@ -139,37 +129,135 @@ class RateLimits:
     tokens_per_minute: int | None
 
 
-def _hold_on_key(*, api_key, model, tokens: int, cost: Decimal, now: datetime) -> None:
-    """Add the reservation to the key if the key may still be used, for this model, within its
-    limits: one statement, so revoking, expiring, deactivating the user or changing the key's
-    models takes effect on the next request even when the caller came from a cache
-    (gateway.auth.api_key_cached). Raises 401, 403 or 429 otherwise."""
-    for _ in range(_HOLD_ATTEMPTS):
-        rows = _sql(
-            f"UPDATE gateway_apikey SET {_HOLD}, last_used_at = %s "
-            f"WHERE id = %s AND user_id = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > %s) "
-            f"AND {_FITS} AND EXISTS (SELECT 1 FROM {_user_table()} WHERE id = %s AND is_active) "
-            "AND (NOT EXISTS (SELECT 1 FROM gateway_apikey_allowed_models WHERE apikey_id = %s) "
-            "     OR EXISTS (SELECT 1 FROM gateway_apikey_allowed_models WHERE apikey_id = %s AND llmmodel_id = %s))",
-            [tokens, cost, _db_time(now), api_key.pk, api_key.user_id, _db_time(now), tokens, cost,
-             api_key.user_id, api_key.pk, api_key.pk, model.pk],
-        )
-        if rows:
-            return
-        if refusal := _key_refusal(api_key, model=model, tokens=tokens, cost=cost):
-            raise refusal
-    raise _contended("this API key")
+# What makes the key usable for this request (it may come from a per-process cache,
+# gateway.auth.api_key_cached: revoking, expiring, deactivating the user or changing the key's
+# models takes effect on the next request all the same), and the quota's current period: a
+# quota to make or to roll over is refused here and fixed by the slow path.
+_KEY_USABLE = (
+    "id = %(key)s AND user_id = %(user)s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > %(now)s) "
+    "AND (token_limit IS NULL OR token_limit >= used_tokens + reserved_tokens + %(tokens)s) "
+    "AND (usd_limit IS NULL OR usd_limit >= used_usd + reserved_usd + %(cost)s) "
+    "AND EXISTS (SELECT 1 FROM {users} WHERE id = %(user)s AND is_active) "
+    "AND (NOT EXISTS (SELECT 1 FROM gateway_apikey_allowed_models WHERE apikey_id = %(key)s) "
+    "     OR EXISTS (SELECT 1 FROM gateway_apikey_allowed_models "
+    "                WHERE apikey_id = %(key)s AND llmmodel_id = %(model)s))"
+)
+_QUOTA_FITS = (
+    "user_id = %(user)s AND period_start >= CASE period WHEN 'daily' THEN %(daily)s WHEN 'weekly' THEN %(weekly)s "
+    "WHEN 'monthly' THEN %(monthly)s ELSE period_start END "
+    "AND (unlimited OR ((token_limit IS NULL OR token_limit >= used_tokens + reserved_tokens + %(tokens)s) "
+    "AND (usd_limit IS NULL OR usd_limit >= used_usd + reserved_usd + %(cost)s)))"
+)
+_ADD_HOLD = "reserved_tokens = reserved_tokens + %(tokens)s, reserved_usd = reserved_usd + %(cost)s"
+_NEW_RESERVATION = ("INSERT INTO billing_reservation (user_id, api_key_id, tokens, cost, created_at, expires_at) "
+                    "{source} RETURNING id")
+
+# PostgreSQL: the whole hold is one statement, committed on its own (autocommit), so the key's
+# and the quota's rows, which every request of the user needs, are locked only while the
+# server runs it, never while Python works. It locks the key's row, then the quota's (the one
+# order, see _holds_settle), and changes nothing unless both fit.
+_HOLD_POSTGRESQL = (
+    "WITH usable_key AS (SELECT id, requests_per_minute, tokens_per_minute FROM gateway_apikey "
+    f"           WHERE {_KEY_USABLE} FOR NO KEY UPDATE), "
+    "fitting_quota AS (SELECT id, requests_per_minute, tokens_per_minute FROM billing_quota "
+    f"         WHERE {_QUOTA_FITS} AND (%(key)s::bigint IS NULL OR EXISTS (SELECT 1 FROM usable_key)) "
+    "         FOR NO KEY UPDATE), "
+    f"key_hold AS (UPDATE gateway_apikey SET {_ADD_HOLD}, last_used_at = %(now)s "
+    "             WHERE id IN (SELECT id FROM usable_key) AND EXISTS (SELECT 1 FROM fitting_quota)), "
+    f"quota_hold AS (UPDATE billing_quota SET {_ADD_HOLD} WHERE id IN (SELECT id FROM fitting_quota)), "
+    "reservation AS ("
+    + _NEW_RESERVATION.format(
+        source="SELECT %(user)s, %(key)s, %(tokens)s, %(cost)s, %(now)s, %(expires)s FROM fitting_quota")
+    + ") SELECT (SELECT id FROM reservation), EXISTS (SELECT 1 FROM usable_key), "
+    "(SELECT requests_per_minute FROM usable_key), (SELECT tokens_per_minute FROM usable_key), "
+    "(SELECT requests_per_minute FROM fitting_quota), (SELECT tokens_per_minute FROM fitting_quota)"
+)
 
 
-def _user_table() -> str:
+@dataclass
+class _Held:
+    reservation: Reservation | None  # None: refused
+    key_refused: bool = False  # refused by the key's conditions, else by the quota's
+    key_limits: RateLimits | None = None
+    user_limits: RateLimits | None = None
+
+
+class _Refused(Exception):
+    def __init__(self, *, key: bool):
+        self.key = key
+
+
+def _hold_once(*, user, api_key, model, tokens: int, cost: Decimal, now: datetime) -> _Held:
+    """One try at the reservation: on the key (if any) and on the quota, or on neither."""
     from django.contrib.auth import get_user_model
 
-    return get_user_model()._meta.db_table
+    expires = now + timedelta(seconds=settings.RESERVATION_TTL_SECONDS)
+    daily, weekly, monthly = (_db_time(period_start(p, now)) for p in (Period.DAILY, Period.WEEKLY, Period.MONTHLY))
+    params = {"user": user.pk, "key": api_key.pk if api_key else None, "model": model.pk if model else None,
+              "tokens": tokens, "cost": cost, "now": _db_time(now), "expires": _db_time(expires),
+              "daily": daily, "weekly": weekly, "monthly": monthly}
+    users = get_user_model()._meta.db_table
+    if connection.vendor == "postgresql":
+        reservation_id, key_usable, key_rpm, key_tpm, user_rpm, user_tpm = _sql(
+            _HOLD_POSTGRESQL.replace("{users}", users), params)[0]
+        if reservation_id is None:
+            return _Held(None, key_refused=api_key is not None and not key_usable)
+    else:
+        # Elsewhere (SQLite: one writer at a time anyway) the same steps, one statement each, in
+        # a transaction that a refusal rolls back.
+        try:
+            with transaction.atomic():
+                key_rpm = key_tpm = None
+                if api_key is not None:
+                    rows = _sql(f"UPDATE gateway_apikey SET {_ADD_HOLD}, last_used_at = %(now)s "
+                                f"WHERE {_KEY_USABLE} RETURNING requests_per_minute, tokens_per_minute"
+                                .replace("{users}", users), params)
+                    if not rows:
+                        raise _Refused(key=True)
+                    key_rpm, key_tpm = rows[0]
+                rows = _sql(f"UPDATE billing_quota SET {_ADD_HOLD} WHERE {_QUOTA_FITS} "
+                            "RETURNING requests_per_minute, tokens_per_minute", params)
+                if not rows:
+                    raise _Refused(key=False)
+                user_rpm, user_tpm = rows[0]
+                reservation_id = _sql(_NEW_RESERVATION.format(
+                    source="VALUES (%(user)s, %(key)s, %(tokens)s, %(cost)s, %(now)s, %(expires)s)"), params)[0][0]
+        except _Refused as refused:
+            return _Held(None, key_refused=refused.key)
+    reservation = Reservation(id=reservation_id, user_id=user.pk, api_key_id=params["key"], tokens=tokens,
+                              cost=cost, created_at=now, expires_at=expires)
+    return _Held(reservation, key_limits=RateLimits(key_rpm, key_tpm) if api_key else None,
+                 user_limits=RateLimits(user_rpm, user_tpm))
+
+
+def _hold(*, user, api_key, model, tokens: int, cost: Decimal) -> _Held:
+    """Reserve `tokens` and `cost` on the key (if any) and the user's quota, or raise 401, 403 or
+    429 (QuotaExceeded) saying why."""
+    released_stale = False
+    for _ in range(_HOLD_ATTEMPTS):
+        held = _hold_once(user=user, api_key=api_key, model=model, tokens=tokens, cost=cost, now=timezone.now())
+        if held.reservation is not None:
+            return held
+        if held.key_refused:
+            refusal = _key_refusal(api_key, model=model, tokens=tokens, cost=cost)
+        else:
+            quota = quota_get(user=user)  # made, or rolled into its period, if need be
+            resets_at = period_end(quota.period, quota.period_start)
+            refusal = None if quota.unlimited else _exceeded(quota, owner="your quota", resets_at=resets_at,
+                                                              tokens=tokens, cost=cost)
+            if refusal is not None and not released_stale:
+                # Reservations of dead workers are let go lazily, when they stand in the way.
+                released_stale = True
+                if reservations_release_stale(user=user):
+                    continue
+        if refusal is not None:
+            raise refusal
+    raise _contended("this API key" if held.key_refused else "your quota")
 
 
 def _key_refusal(api_key, *, model, tokens: int, cost: Decimal) -> GatewayError | None:
-    """Why _hold_on_key refused: read the key again (a rare path) and name the reason; None if the
-    request fits now."""
+    """Why the key refused: read it again (a rare path) and name the reason; None if the request
+    fits now."""
     from gateway.auth import api_key_forget, api_key_problem
     from gateway.models import APIKey
 
@@ -184,82 +272,15 @@ def _key_refusal(api_key, *, model, tokens: int, cost: Decimal) -> GatewayError 
     return _exceeded(key, owner="this API key", resets_at=None, tokens=tokens, cost=cost)
 
 
-def _hold_on_quota(*, user, tokens: int, cost: Decimal, now: datetime) -> None:
-    """Add the reservation to the user's quota if it fits, in one statement. The statement only
-    matches a quota in its current period; a missing quota, a period to roll over or a refusal
-    take the slow path, which also says why."""
-    starts = [_db_time(period_start(period, now)) for period in (Period.DAILY, Period.WEEKLY, Period.MONTHLY)]
-    rows = _sql(
-        f"UPDATE billing_quota SET {_HOLD} WHERE user_id = %s "
-        "AND period_start >= CASE period WHEN 'daily' THEN %s WHEN 'weekly' THEN %s WHEN 'monthly' THEN %s "
-        "ELSE period_start END "
-        f"AND (unlimited OR ({_FITS}))",
-        [tokens, cost, user.pk, *starts, tokens, cost],
-    )
-    if rows:
-        return
-    quota = quota_get(user=user)  # made or rolled over if need be
-    released_stale = False
-    for _ in range(_HOLD_ATTEMPTS):
-        if _hold_on_quota_row(quota, tokens=tokens, cost=cost):
-            return
-        if not released_stale:
-            # Reservations of dead workers are let go lazily, when they stand in the way.
-            released_stale = True
-            if reservations_release_stale(user=user):
-                continue
-        quota.refresh_from_db()
-        resets_at = period_end(quota.period, quota.period_start)
-        if refusal := _exceeded(quota, owner="your quota", resets_at=resets_at, tokens=tokens, cost=cost):
-            raise refusal
-    raise _contended("your quota")
-
-
-def _hold_on_quota_row(quota: Quota, *, tokens: int, cost: Decimal) -> bool:
-    held = {"reserved_tokens": F("reserved_tokens") + tokens, "reserved_usd": F("reserved_usd") + cost}
-    return bool(Quota.objects.filter(pk=quota.pk).filter(Q(unlimited=True) | _within_limits(tokens, cost))
-                .update(**held))
-
-
-def _reservation_create(*, user, api_key, tokens: int, cost: Decimal,
-                        now: datetime) -> tuple[Reservation, RateLimits | None, RateLimits | None]:
-    """The reservation's row, and the rate limits of the key and of the user's quota (None for a
-    user without a quota yet) read by the same statement."""
-    expires = now + timedelta(seconds=settings.RESERVATION_TTL_SECONDS)
-    key_id = api_key.pk if api_key else None
-    rows = _sql(
-        "INSERT INTO billing_reservation (user_id, api_key_id, tokens, cost, created_at, expires_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id, "
-        "(SELECT requests_per_minute FROM gateway_apikey WHERE id = %s), "
-        "(SELECT tokens_per_minute FROM gateway_apikey WHERE id = %s), "
-        "EXISTS (SELECT 1 FROM billing_quota WHERE user_id = %s), "
-        "(SELECT requests_per_minute FROM billing_quota WHERE user_id = %s), "
-        "(SELECT tokens_per_minute FROM billing_quota WHERE user_id = %s)",
-        [user.pk, key_id, tokens, cost, _db_time(now), _db_time(expires), key_id, key_id, *[user.pk] * 3],
-    )
-    reservation_id, key_rpm, key_tpm, has_quota, user_rpm, user_tpm = rows[0]
-    reservation = Reservation(id=reservation_id, user_id=user.pk, api_key_id=key_id, tokens=tokens, cost=cost,
-                              created_at=now, expires_at=expires)
-    return (reservation, RateLimits(key_rpm, key_tpm) if api_key else None,
-            RateLimits(user_rpm, user_tpm) if has_quota else None)
-
-
 def quota_reserve(*, user, tokens: int, cost: Decimal, api_key=None, model=None) -> Reservation:
-    """Hold `tokens` and `cost` on the user's (and the key's) quota, or raise QuotaExceeded.
-
-    Call inside transaction.atomic(): nothing is inserted before the conditional updates have
-    succeeded, so a refused request leaves no row behind.
-    """
-    now = timezone.now()
-    if api_key is not None:
-        _hold_on_key(api_key=api_key, model=model, tokens=tokens, cost=cost, now=now)
-    _hold_on_quota(user=user, tokens=tokens, cost=cost, now=now)
-    return _reservation_create(user=user, api_key=api_key, tokens=tokens, cost=cost, now=now)[0]
+    """Hold `tokens` and `cost` on the user's (and the key's) quota, or raise QuotaExceeded. A
+    refused request leaves no row behind."""
+    return _hold(user=user, api_key=api_key, model=model, tokens=tokens, cost=cost).reservation
 
 
-def _give_back(reservation: Reservation, *, used_tokens: int = 0, used_usd: Decimal = Decimal(0)) -> None:
-    """Move a reservation into `used`, if it is still held (a stale one may be gone already)."""
-    _holds_settle(reservation, held=_reservation_delete(reservation), used_tokens=used_tokens, used_usd=used_usd)
+def _give_back(reservation: Reservation) -> None:
+    """Release a reservation unused, if it is still held (a stale one may be gone already)."""
+    _holds_settle(reservation, held=_reservation_delete(reservation), used_tokens=0, used_usd=Decimal(0))
 
 
 def _reservation_delete(reservation: Reservation) -> bool:
@@ -298,46 +319,61 @@ class Settlement:
     cost: Decimal
 
 
-def usage_settle(*, reservation: Reservation | None, user, model, prompt_tokens: int,
-                 completion_tokens: int, status: str, request_id: str = "", endpoint: str = "dialogs",
-                 api_key=None, dialog=None, message=None) -> Settlement:
-    """Bill the actual usage: a usage record, the daily aggregate, and the quota moved from
-    reserved to used. Zero tokens (a vendor error) simply releases the reservation."""
+_NEW_USAGE_RECORD = (
+    "INSERT INTO billing_usagerecord (user_id, api_key_id, dialog_id, message_id, model_id, model_name, endpoint, "
+    "prompt_tokens, completion_tokens, cost, status, request_id, created_at) VALUES (%(user)s, %(key)s, %(dialog)s, "
+    "%(message)s, %(model)s, %(model_name)s, %(endpoint)s, %(prompt)s, %(completion)s, %(cost)s, %(status)s, "
+    "%(request_id)s, %(now)s)"
+)
+_DAY_ADD = (
+    "INSERT INTO billing_dailyusage (user_id, model_name, day, requests, prompt_tokens, completion_tokens, cost) "
+    "VALUES (%(user)s, %(model_name)s, %(day)s, 1, %(prompt)s, %(completion)s, %(cost)s) "
+    "ON CONFLICT (user_id, day, model_name) DO UPDATE SET requests = billing_dailyusage.requests + 1, "
+    "prompt_tokens = billing_dailyusage.prompt_tokens + EXCLUDED.prompt_tokens, "
+    "completion_tokens = billing_dailyusage.completion_tokens + EXCLUDED.completion_tokens, "
+    "cost = billing_dailyusage.cost + EXCLUDED.cost"
+)
+_MOVE_TO_USED = ("used_tokens = used_tokens + %(used_tokens)s, used_usd = used_usd + %(cost)s, "
+                 "reserved_tokens = reserved_tokens - given_back.tokens, reserved_usd = reserved_usd - given_back.cost")
+# PostgreSQL: the whole settlement is one statement (see _HOLD_POSTGRESQL). Each step waits for
+# the one before it (the FROM of a count over it), so the rows are locked in the one order: the
+# day's, the key's, the quota's.
+_SETTLE_POSTGRESQL = (
+    "WITH released AS (DELETE FROM billing_reservation WHERE id = %(reservation)s RETURNING tokens, cost), "
+    "given_back AS (SELECT COALESCE(SUM(tokens), 0) AS tokens, COALESCE(SUM(cost), 0) AS cost FROM released), "
+    f"record AS ({_NEW_USAGE_RECORD}), "
+    f"day AS ({_DAY_ADD} RETURNING 1), "
+    f"key_settled AS (UPDATE gateway_apikey SET {_MOVE_TO_USED} "
+    "                 FROM given_back, (SELECT count(*) FROM day) AS after_day "
+    "                 WHERE gateway_apikey.id = %(key)s RETURNING 1) "
+    f"UPDATE billing_quota SET {_MOVE_TO_USED} FROM given_back, (SELECT count(*) FROM key_settled) AS after_key "
+    "WHERE billing_quota.user_id = %(user)s"
+)
+
+
+def usage_settle(*, reservation: Reservation, user, model, prompt_tokens: int, completion_tokens: int,
+                 status: str, request_id: str = "", endpoint: str = "dialogs", api_key=None, dialog=None,
+                 message=None) -> Settlement:
+    """Bill the actual usage: a usage record, the daily aggregate, and the quota (and the key)
+    moved from reserved to used. Zero tokens (a vendor error) simply releases the reservation."""
     cost = model.cost(prompt_tokens, completion_tokens)
     now = timezone.now()
+    params = {"reservation": reservation.pk, "user": user.pk, "key": reservation.api_key_id,
+              "dialog": dialog.pk if dialog else None, "message": message.pk if message else None,
+              "model": model.pk, "model_name": model.name, "endpoint": endpoint, "prompt": prompt_tokens,
+              "completion": completion_tokens, "used_tokens": prompt_tokens + completion_tokens, "cost": cost,
+              "status": status, "request_id": request_id[:200], "now": _db_time(now), "day": now.date()}
+    if connection.vendor == "postgresql":
+        _sql(_SETTLE_POSTGRESQL, params)
+        return Settlement(prompt_tokens, completion_tokens, cost)
     with transaction.atomic(savepoint=False):
-        held = reservation is not None and _reservation_delete(reservation)
-        _sql(
-            "INSERT INTO billing_usagerecord (user_id, api_key_id, dialog_id, message_id, model_id, model_name, "
-            "endpoint, prompt_tokens, completion_tokens, cost, status, request_id, created_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [user.pk, api_key.pk if api_key else None, dialog.pk if dialog else None,
-             message.pk if message else None, model.pk, model.name, endpoint, prompt_tokens, completion_tokens,
-             cost, status, request_id[:200], _db_time(now)],
-        )
-        # Last, the rows every request of the user needs: each stays locked until COMMIT, and
-        # the other requests wait for it (the day's row, then as completion_admit: key, quota).
-        _daily_add(user_id=user.pk, model_name=model.name, day=now.date(),
-                   prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost=cost)
-        if reservation is not None:
-            _holds_settle(reservation, held=held, used_tokens=prompt_tokens + completion_tokens, used_usd=cost)
+        held = _reservation_delete(reservation)
+        _sql(_NEW_USAGE_RECORD, params)
+        # Last, the rows every request of the user needs, in the one order: the day's, then as
+        # _holds_settle: the key's and the quota's.
+        _sql(_DAY_ADD, params)
+        _holds_settle(reservation, held=held, used_tokens=prompt_tokens + completion_tokens, used_usd=cost)
     return Settlement(prompt_tokens, completion_tokens, cost)
-
-
-def _daily_add(*, user_id: int, model_name: str, day, prompt_tokens: int, completion_tokens: int,
-               cost: Decimal) -> None:
-    # One statement on PostgreSQL and SQLite alike: insert the day's row or add to it.
-    table = DailyUsage._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (user_id, model_name, day, requests, prompt_tokens, completion_tokens, cost) "
-            "VALUES (%s, %s, %s, 1, %s, %s, %s) "
-            "ON CONFLICT (user_id, day, model_name) DO UPDATE SET "
-            "requests = {t}.requests + 1, prompt_tokens = {t}.prompt_tokens + EXCLUDED.prompt_tokens, "
-            "completion_tokens = {t}.completion_tokens + EXCLUDED.completion_tokens, "
-            "cost = {t}.cost + EXCLUDED.cost".replace("{t}", table),
-            [user_id, model_name, day, prompt_tokens, completion_tokens, cost],
-        )
 
 
 @dataclass
@@ -384,31 +420,31 @@ class Admission:
 
 
 def completion_admit(*, user, model, prompt_tokens: int, max_tokens: int, api_key=None) -> Admission:
-    """The worst-case reservation (prompt + max_tokens) on the key and the user's quota, and the
-    rate limits (the key's, the user's). Raises (401, 403,
-    RateLimited or QuotaExceeded). Call inside transaction.atomic(), as the caller's last
-    statements: a refusal rolls everything back, and the rows it locks wait for COMMIT."""
+    """The worst-case reservation (prompt + max_tokens) on the key and the user's quota, then the
+    rate limits (the key's, the user's) read by the same statement. Raises 401, 403, RateLimited
+    or QuotaExceeded; a refused request holds nothing. Call it outside a transaction (on
+    PostgreSQL the hold commits on its own, so the rows it locks are free at once)."""
     from billing.ratelimit import rate_limit_check
 
-    tokens, cost, now = prompt_tokens + max_tokens, model.cost(prompt_tokens, max_tokens), timezone.now()
-    # The holds lock the key's and the quota's rows, which every request of the user needs, until
-    # COMMIT: they come last, after the reservation's row and the rate limits (read by its
-    # INSERT, counted in Redis).
-    reservation, key_limits, user_limits = _reservation_create(user=user, api_key=api_key, tokens=tokens,
-                                                               cost=cost, now=now)
-    if user_limits is None:  # the user's first request: their quota is made now
-        quota = quota_get(user=user)
-        user_limits = RateLimits(quota.requests_per_minute, quota.tokens_per_minute)
-    if key_limits is not None:
-        rate_limit_check(subject=f"key:{api_key.pk}", requests_per_minute=key_limits.requests_per_minute,
-                         tokens_per_minute=key_limits.tokens_per_minute, tokens=prompt_tokens)
-    rate_limit_check(subject=f"user:{user.pk}", requests_per_minute=user_limits.requests_per_minute,
-                     tokens_per_minute=user_limits.tokens_per_minute, tokens=prompt_tokens)
-    if api_key is not None:
-        _hold_on_key(api_key=api_key, model=model, tokens=tokens, cost=cost, now=now)
-    _hold_on_quota(user=user, tokens=tokens, cost=cost, now=now)
-    return Admission(user, api_key, model, prompt_tokens, max_tokens, reservation,
-                     key_tokens_per_minute=key_limits.tokens_per_minute if key_limits else None)
+    tokens, cost = prompt_tokens + max_tokens, model.cost(prompt_tokens, max_tokens)
+    held = _hold(user=user, api_key=api_key, model=model, tokens=tokens, cost=cost)
+    try:
+        if held.key_limits is not None:
+            rate_limit_check(subject=f"key:{api_key.pk}", requests_per_minute=held.key_limits.requests_per_minute,
+                             tokens_per_minute=held.key_limits.tokens_per_minute, tokens=prompt_tokens)
+        rate_limit_check(subject=f"user:{user.pk}", requests_per_minute=held.user_limits.requests_per_minute,
+                         tokens_per_minute=held.user_limits.tokens_per_minute, tokens=prompt_tokens)
+    except BaseException:
+        completion_release(held.reservation)
+        raise
+    return Admission(user, api_key, model, prompt_tokens, max_tokens, held.reservation,
+                     key_tokens_per_minute=held.key_limits.tokens_per_minute if held.key_limits else None)
+
+
+def completion_release(reservation: Reservation) -> None:
+    """Give a reservation back unused: its request was refused, or failed before the vendor call."""
+    with transaction.atomic(savepoint=False):
+        _give_back(reservation)
 
 
 def billed_usage(admission: Admission, *, usage=None, text: str = ""):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from billing.services import Admission, billed_usage, completion_admit, completion_settle
+from billing.services import Admission, billed_usage, completion_admit, completion_release, completion_settle
 from dialogs.context import fit_to_context
 from dialogs.models import Dialog, Message, MessageStatus, Role
 from dialogs.serializers import MessageSerializer
@@ -82,12 +82,17 @@ def message_prepare(*, user, dialog_id: int, content: str, max_tokens: int | Non
         model=model, system_prompt=agent.system_prompt if agent else "", history=_history(dialog),
         new_message=new_message, max_tokens=max_tokens,
     )
-    with transaction.atomic():
-        # Admission last (see completion_admit); a refusal rolls the message back.
-        user_message = Message.objects.create(dialog=dialog, role=Role.USER, content=content, model=model)
-        Dialog.objects.filter(pk=dialog.pk).update(updated_at=timezone.now())
-        admission = completion_admit(user=user, api_key=api_key, model=model,
-                                     prompt_tokens=fitted.prompt_tokens, max_tokens=max_tokens)
+    # Admitted first (a refused message is not stored), in its own short statement (see
+    # completion_admit).
+    admission = completion_admit(user=user, api_key=api_key, model=model, prompt_tokens=fitted.prompt_tokens,
+                                 max_tokens=max_tokens)
+    try:
+        with transaction.atomic():
+            user_message = Message.objects.create(dialog=dialog, role=Role.USER, content=content, model=model)
+            Dialog.objects.filter(pk=dialog.pk).update(updated_at=timezone.now())
+    except BaseException:
+        completion_release(admission.reservation)
+        raise
     request = build_request(model, messages=fitted.messages, max_tokens=max_tokens, temperature=temperature)
     return Prepared(dialog, user_message, admission, request)
 

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from django.db import transaction
 from rest_framework import exceptions
 
 from billing.services import Admission, completion_admit, completion_settle
@@ -72,9 +71,8 @@ def call_prepare(http_request, params: CallParams, *, endpoint: str) -> Call:
             f"{prompt_tokens} and {max_tokens} are kept for the reply.",
             status=400, type="context_length_exceeded", param="messages",
         )
-    with transaction.atomic():
-        admission = completion_admit(user=user, api_key=api_key, model=model, prompt_tokens=prompt_tokens,
-                                     max_tokens=max_tokens)
+    admission = completion_admit(user=user, api_key=api_key, model=model, prompt_tokens=prompt_tokens,
+                                 max_tokens=max_tokens)
     request = build_request(model, messages=params.messages, max_tokens=max_tokens,
                             temperature=params.temperature, top_p=params.top_p, stop=params.stop)
     return Call(admission, request, endpoint)
