@@ -28,13 +28,13 @@ def _window() -> tuple[int, int]:
 
 
 def _add(key: str, amount: int) -> int:
-    if cache.add(key, amount, 120):
-        return amount
+    # One round trip in the common case: the window's key exists after its first request.
     try:
         return cache.incr(key, amount)
-    except ValueError:  # expired between add and incr
-        cache.add(key, amount, 120)
-        return amount
+    except ValueError:  # the window's first request (or its key just expired)
+        if cache.add(key, amount, 120):
+            return amount
+        return cache.incr(key, amount)  # another request made it in between
 
 
 def rate_limit_check(*, subject: str, requests_per_minute: int | None, tokens_per_minute: int | None,

@@ -417,6 +417,7 @@ class Admission:
     max_tokens: int
     reservation: Reservation
     key_tokens_per_minute: int | None = None
+    user_tokens_per_minute: int | None = None
 
 
 def completion_admit(*, user, model, prompt_tokens: int, max_tokens: int, api_key=None) -> Admission:
@@ -438,7 +439,8 @@ def completion_admit(*, user, model, prompt_tokens: int, max_tokens: int, api_ke
         completion_release(held.reservation)
         raise
     return Admission(user, api_key, model, prompt_tokens, max_tokens, held.reservation,
-                     key_tokens_per_minute=held.key_limits.tokens_per_minute if held.key_limits else None)
+                     key_tokens_per_minute=held.key_limits.tokens_per_minute if held.key_limits else None,
+                     user_tokens_per_minute=held.user_limits.tokens_per_minute)
 
 
 def completion_release(reservation: Reservation) -> None:
@@ -473,9 +475,11 @@ def completion_settle(*, admission: Admission, status: str, usage=None, text: st
         prompt_tokens=prompt, completion_tokens=completion, status=status, request_id=request_id,
         endpoint=endpoint, dialog=dialog, message=message,
     )
-    # The window already holds the counted prompt; add the rest of what was actually used.
-    rate_limit_add_tokens(subject=f"user:{admission.user.pk}",
-                          tokens=prompt + completion - admission.prompt_tokens)
+    # The window already holds the counted prompt; add the rest of what was actually used (where
+    # tokens per minute are limited: elsewhere nothing counts them).
+    if admission.user_tokens_per_minute:
+        rate_limit_add_tokens(subject=f"user:{admission.user.pk}",
+                              tokens=prompt + completion - admission.prompt_tokens)
     if admission.key_tokens_per_minute:
         rate_limit_add_tokens(subject=f"key:{admission.api_key.pk}",
                               tokens=prompt + completion - admission.prompt_tokens)
