@@ -158,12 +158,12 @@ _NEW_RESERVATION = ("INSERT INTO billing_reservation (user_id, api_key_id, token
 # order, see _holds_settle), and changes nothing unless both fit.
 _HOLD_POSTGRESQL = (
     "WITH usable_key AS (SELECT id, requests_per_minute, tokens_per_minute FROM gateway_apikey "
-    f"           WHERE {_KEY_USABLE} FOR NO KEY UPDATE), "
+    f"WHERE {_KEY_USABLE} FOR NO KEY UPDATE), "
     "fitting_quota AS (SELECT id, requests_per_minute, tokens_per_minute FROM billing_quota "
-    f"         WHERE {_QUOTA_FITS} AND (%(key)s::bigint IS NULL OR EXISTS (SELECT 1 FROM usable_key)) "
-    "         FOR NO KEY UPDATE), "
+    f"WHERE {_QUOTA_FITS} AND (%(key)s::bigint IS NULL OR EXISTS (SELECT 1 FROM usable_key)) "
+    "FOR NO KEY UPDATE), "
     f"key_hold AS (UPDATE gateway_apikey SET {_ADD_HOLD}, last_used_at = %(now)s "
-    "             WHERE id IN (SELECT id FROM usable_key) AND EXISTS (SELECT 1 FROM fitting_quota)), "
+    "WHERE id IN (SELECT id FROM usable_key) AND EXISTS (SELECT 1 FROM fitting_quota)), "
     f"quota_hold AS (UPDATE billing_quota SET {_ADD_HOLD} WHERE id IN (SELECT id FROM fitting_quota)), "
     "reservation AS ("
     + _NEW_RESERVATION.format(
@@ -344,8 +344,8 @@ _SETTLE_POSTGRESQL = (
     f"record AS ({_NEW_USAGE_RECORD}), "
     f"day AS ({_DAY_ADD} RETURNING 1), "
     f"key_settled AS (UPDATE gateway_apikey SET {_MOVE_TO_USED} "
-    "                 FROM given_back, (SELECT count(*) FROM day) AS after_day "
-    "                 WHERE gateway_apikey.id = %(key)s RETURNING 1) "
+    "FROM given_back, (SELECT count(*) FROM day) AS after_day "
+    "WHERE gateway_apikey.id = %(key)s RETURNING 1) "
     f"UPDATE billing_quota SET {_MOVE_TO_USED} FROM given_back, (SELECT count(*) FROM key_settled) AS after_key "
     "WHERE billing_quota.user_id = %(user)s"
 )
