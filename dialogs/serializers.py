@@ -1,3 +1,5 @@
+import functools
+
 from rest_framework import serializers
 
 from agents.models import Agent
@@ -26,6 +28,30 @@ class MessageCreateSerializer(serializers.Serializer):
         if not value.strip():
             raise serializers.ValidationError("Must not be blank.")
         return value
+
+
+# The message endpoint serializes two messages and validates one body per request. DRF builds a
+# serializer's fields for each new instance (deep copies, model introspection), which costs more
+# than the work itself; one instance per process does the same work: representation and
+# validation keep no state on the instance (DRF's ListSerializer reuses its child the same way).
+@functools.cache
+def _message_serializer() -> MessageSerializer:
+    return MessageSerializer()
+
+
+@functools.cache
+def _message_create_serializer() -> MessageCreateSerializer:
+    return MessageCreateSerializer()
+
+
+def message_data(message: Message) -> dict:
+    """What the API shows of a message (MessageSerializer's representation)."""
+    return _message_serializer().to_representation(message)
+
+
+def message_create_validated(data) -> dict:
+    """The validated body of a new message; raises serializers.ValidationError."""
+    return _message_create_serializer().run_validation(data)
 
 
 class DialogSerializer(serializers.ModelSerializer):

@@ -20,7 +20,7 @@ from django.utils import timezone
 from billing.services import Admission, billed_usage, completion_admit, completion_release, completion_settle
 from dialogs.context import fit_to_context
 from dialogs.models import Dialog, Message, MessageStatus, Role
-from dialogs.serializers import MessageSerializer
+from dialogs.serializers import message_data
 from gateway.db import db_phase
 from gateway.errors import GatewayError, from_provider_error
 from llm_models.providers.base import (
@@ -151,8 +151,8 @@ async def message_reply(prepared: Prepared) -> dict:
         request_id=completion.request_id, latency_ms=_elapsed_ms(started),
     )
     return {
-        "user_message": MessageSerializer(prepared.user_message).data,
-        "assistant_message": MessageSerializer(message).data,
+        "user_message": message_data(prepared.user_message),
+        "assistant_message": message_data(message),
         "usage": usage_data(message),
     }
 
@@ -164,7 +164,7 @@ def sse(event: str, data) -> bytes:
 async def message_reply_stream(prepared: Prepared) -> AsyncIterator[bytes]:
     """Server-Sent Events: message, delta..., usage, done; or error. What was received is stored
     and billed however the stream ends, the client hanging up included."""
-    yield sse("message", MessageSerializer(prepared.user_message).data)
+    yield sse("message", message_data(prepared.user_message))
     started = time.monotonic()
     parts: list[str] = []
     usage, request_id, error = None, "", None
@@ -200,4 +200,4 @@ async def message_reply_stream(prepared: Prepared) -> AsyncIterator[bytes]:
         yield sse("error", body)
         return
     yield sse("usage", usage_data(message))
-    yield sse("done", MessageSerializer(message).data)
+    yield sse("done", message_data(message))

@@ -6,7 +6,7 @@ from rest_framework import exceptions, generics, viewsets
 from rest_framework.filters import SearchFilter
 
 from dialogs.models import Dialog, Message
-from dialogs.serializers import DialogSerializer, MessageCreateSerializer, MessageSerializer
+from dialogs.serializers import DialogSerializer, MessageSerializer, message_create_validated
 from dialogs.services import message_prepare, message_reply, message_reply_stream
 from gateway.auth import authenticate_request
 from gateway.db import db_phase
@@ -44,10 +44,10 @@ _list_messages = MessageListView.as_view()
 
 def _parse(request) -> dict:
     body = json_object(request.body)
-    serializer = MessageCreateSerializer(data=body)
-    if not serializer.is_valid():
-        raise from_api_exception(exceptions.ValidationError(serializer.errors))
-    return serializer.validated_data
+    try:
+        return message_create_validated(body)
+    except exceptions.ValidationError as exc:
+        raise from_api_exception(exc) from exc
 
 
 def _prepare(request, dialog_id: int, data: dict):
