@@ -14,12 +14,16 @@ logger = logging.getLogger(__name__)
 _slots: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = weakref.WeakKeyDictionary()
 
 
+def _pool_size() -> int:
+    pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
+    return pool["max_size"] if isinstance(pool, dict) else 20
+
+
 def _phase_slots() -> asyncio.Semaphore:
     loop = asyncio.get_running_loop()
     slots = _slots.get(loop)
     if slots is None:
-        pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
-        slots = _slots[loop] = asyncio.Semaphore(pool["max_size"] if isinstance(pool, dict) else 20)
+        slots = _slots[loop] = asyncio.Semaphore(_pool_size())
     return slots
 
 
