@@ -51,7 +51,9 @@ class Reservation(models.Model):
     """The worst case of one request in flight, held on the quota until it settles."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    api_key = models.ForeignKey("gateway.APIKey", null=True, blank=True, on_delete=models.CASCADE,
+    # A key deleted while its request is in flight leaves the reservation (and so the quota's
+    # share of it) to be settled or released as usual.
+    api_key = models.ForeignKey("gateway.APIKey", null=True, blank=True, on_delete=models.SET_NULL,
                                 related_name="+")
     tokens = models.BigIntegerField()
     cost = models.DecimalField(max_digits=18, decimal_places=8)

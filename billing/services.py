@@ -321,7 +321,8 @@ class Settlement:
 
 _NEW_USAGE_RECORD = (
     "INSERT INTO billing_usagerecord (user_id, api_key_id, dialog_id, message_id, model_id, model_name, endpoint, "
-    "prompt_tokens, completion_tokens, cost, status, request_id, created_at) VALUES (%(user)s, %(key)s, %(dialog)s, "
+    "prompt_tokens, completion_tokens, cost, status, request_id, created_at) VALUES (%(user)s, "
+    "(SELECT id FROM gateway_apikey WHERE id = %(key)s), %(dialog)s, "  # the key may be deleted by now
     "%(message)s, %(model)s, %(model_name)s, %(endpoint)s, %(prompt)s, %(completion)s, %(cost)s, %(status)s, "
     "%(request_id)s, %(now)s)"
 )

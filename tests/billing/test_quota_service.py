@@ -136,3 +136,19 @@ def test_reset_quotas_resets_chosen_users_and_keeps_usage_records(alice, bob, gp
     call_command("reset_quotas", "--user", "bob")
     assert Quota.objects.get(user=bob).used_tokens == 0
     assert UsageRecord.objects.count() == 1
+
+
+def test_a_key_deleted_mid_request_still_settles_on_the_quota(alice, gpt):
+    from gateway.keys import api_key_create
+
+    limit(alice, token_limit=1000)
+    key, _ = api_key_create(user=alice, name="deleted mid-request")
+    with transaction.atomic():
+        reservation = quota_reserve(user=alice, tokens=600, cost=Decimal(0), api_key=key, model=gpt)
+    key.delete()
+    usage_settle(reservation=reservation, user=alice, model=gpt, prompt_tokens=100, completion_tokens=50,
+                 status="ok")
+    quota = Quota.objects.get(user=alice)
+    assert (quota.used_tokens, quota.reserved_tokens) == (150, 0)
+    record = UsageRecord.objects.get(user=alice)
+    assert record.api_key is None and record.completion_tokens == 50
