@@ -278,9 +278,11 @@ def quota_reserve(*, user, tokens: int, cost: Decimal, api_key=None, model=None)
     return _hold(user=user, api_key=api_key, model=model, tokens=tokens, cost=cost).reservation
 
 
-def _give_back(reservation: Reservation) -> None:
+def _give_back(reservation: Reservation) -> bool:
     """Release a reservation unused, if it is still held (a stale one may be gone already)."""
-    _holds_settle(reservation, held=_reservation_delete(reservation), used_tokens=0, used_usd=Decimal(0))
+    held = _reservation_delete(reservation)
+    _holds_settle(reservation, held=held, used_tokens=0, used_usd=Decimal(0))
+    return held
 
 
 def _reservation_delete(reservation: Reservation) -> bool:
@@ -307,8 +309,7 @@ def reservations_release_stale(*, user=None) -> int:
     released = 0
     for reservation in stale:
         with transaction.atomic(savepoint=False):
-            _give_back(reservation)
-        released += 1
+            released += _give_back(reservation)
     return released
 
 
@@ -337,8 +338,8 @@ _DAY_ADD = (
 _MOVE_TO_USED = ("used_tokens = used_tokens + %(used_tokens)s, used_usd = used_usd + %(cost)s, "
                  "reserved_tokens = reserved_tokens - given_back.tokens, reserved_usd = reserved_usd - given_back.cost")
 # PostgreSQL: the whole settlement is one statement (see _HOLD_POSTGRESQL). Each step waits for
-# the one before it (the FROM of a count over it), so the rows are locked in the one order: the
-# day's, the key's, the quota's.
+# the ones before it (the FROM of a count over them), so the rows are locked in the one order:
+# the day's, the key's, the quota's.
 _SETTLE_POSTGRESQL = (
     "WITH released AS (DELETE FROM billing_reservation WHERE id = %(reservation)s RETURNING tokens, cost), "
     "given_back AS (SELECT COALESCE(SUM(tokens), 0) AS tokens, COALESCE(SUM(cost), 0) AS cost FROM released), "
@@ -347,8 +348,10 @@ _SETTLE_POSTGRESQL = (
     f"key_settled AS (UPDATE gateway_apikey SET {_MOVE_TO_USED} "
     "FROM given_back, (SELECT count(*) FROM day) AS after_day "
     "WHERE gateway_apikey.id = %(key)s RETURNING 1) "
-    f"UPDATE billing_quota SET {_MOVE_TO_USED} FROM given_back, (SELECT count(*) FROM key_settled) AS after_key "
-    "WHERE billing_quota.user_id = %(user)s"
+    # After the day's row and the key's, also when there is no key (key_settled is then planned
+    # away, and with it its wait for the day's row).
+    f"UPDATE billing_quota SET {_MOVE_TO_USED} FROM given_back, (SELECT count(*) FROM day) AS after_day, "
+    "(SELECT count(*) FROM key_settled) AS after_key WHERE billing_quota.user_id = %(user)s"
 )
 
 
