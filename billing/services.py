@@ -9,6 +9,7 @@ These functions are sync and short: call them from async code with sync_to_async
 """
 
 import calendar
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -108,8 +109,9 @@ def _contended(owner: str) -> GatewayError:
 # on PostgreSQL, a few that SQLite runs too elsewhere): built
 # by the ORM they cost ~0.5 ms of CPU each, most of a completion's time in the gateway
 # (docs/performance.md). Everything else here uses the ORM.
-_SETTLE = ("used_tokens = used_tokens + %s, used_usd = used_usd + %s, "
-           "reserved_tokens = reserved_tokens - %s, reserved_usd = reserved_usd - %s")
+# Used goes up by what the request used, reserved down by what its reservation still held.
+_MOVE_TO_USED = ("used_tokens = used_tokens + %(used_tokens)s, used_usd = used_usd + %(cost)s, "
+                 "reserved_tokens = reserved_tokens - {held_tokens}, reserved_usd = reserved_usd - {held_cost}")
 
 
 def _sql(statement: str, params: list) -> list[tuple] | int:
@@ -293,12 +295,15 @@ def _reservation_delete(reservation: Reservation) -> bool:
 def _holds_settle(reservation: Reservation, *, held: bool, used_tokens: int, used_usd: Decimal) -> None:
     if not (used_tokens or used_usd or held):
         return
-    changes = [used_tokens, used_usd, reservation.tokens if held else 0, reservation.cost if held else Decimal(0)]
-    # The key's row first, then the quota's, as completion_admit locks them: the other order
-    # deadlocks with concurrent admissions.
+    move = _MOVE_TO_USED.format(held_tokens="%(held_tokens)s", held_cost="%(held_cost)s")
+    params = {"used_tokens": used_tokens, "cost": used_usd, "held_tokens": reservation.tokens if held else 0,
+              "held_cost": reservation.cost if held else Decimal(0), "key": reservation.api_key_id,
+              "user": reservation.user_id}
+    # The key's row first, then the quota's, as the hold locks them: the other order deadlocks
+    # with concurrent holds.
     if reservation.api_key_id:
-        _sql(f"UPDATE gateway_apikey SET {_SETTLE} WHERE id = %s", [*changes, reservation.api_key_id])
-    _sql(f"UPDATE billing_quota SET {_SETTLE} WHERE user_id = %s", [*changes, reservation.user_id])
+        _sql(f"UPDATE gateway_apikey SET {move} WHERE id = %(key)s", params)
+    _sql(f"UPDATE billing_quota SET {move} WHERE user_id = %(user)s", params)
 
 
 def reservations_release_stale(*, user=None) -> int:
@@ -335,8 +340,7 @@ _DAY_ADD = (
     "completion_tokens = billing_dailyusage.completion_tokens + EXCLUDED.completion_tokens, "
     "cost = billing_dailyusage.cost + EXCLUDED.cost"
 )
-_MOVE_TO_USED = ("used_tokens = used_tokens + %(used_tokens)s, used_usd = used_usd + %(cost)s, "
-                 "reserved_tokens = reserved_tokens - given_back.tokens, reserved_usd = reserved_usd - given_back.cost")
+_MOVE_TO_USED_GIVEN_BACK = _MOVE_TO_USED.format(held_tokens="given_back.tokens", held_cost="given_back.cost")
 # PostgreSQL: the whole settlement is one statement (see _HOLD_POSTGRESQL). Each step waits for
 # the ones before it (the FROM of a count over them), so the rows are locked in the one order:
 # the day's, the key's, the quota's.
@@ -345,18 +349,18 @@ _SETTLE_POSTGRESQL = (
     "given_back AS (SELECT COALESCE(SUM(tokens), 0) AS tokens, COALESCE(SUM(cost), 0) AS cost FROM released), "
     f"record AS ({_NEW_USAGE_RECORD}), "
     f"day AS ({_DAY_ADD} RETURNING 1), "
-    f"key_settled AS (UPDATE gateway_apikey SET {_MOVE_TO_USED} "
+    f"key_settled AS (UPDATE gateway_apikey SET {_MOVE_TO_USED_GIVEN_BACK} "
     "FROM given_back, (SELECT count(*) FROM day) AS after_day "
     "WHERE gateway_apikey.id = %(key)s RETURNING 1) "
     # After the day's row and the key's, also when there is no key (key_settled is then planned
     # away, and with it its wait for the day's row).
-    f"UPDATE billing_quota SET {_MOVE_TO_USED} FROM given_back, (SELECT count(*) FROM day) AS after_day, "
+    f"UPDATE billing_quota SET {_MOVE_TO_USED_GIVEN_BACK} FROM given_back, (SELECT count(*) FROM day) AS after_day, "
     "(SELECT count(*) FROM key_settled) AS after_key WHERE billing_quota.user_id = %(user)s"
 )
 
 
 def usage_settle(*, reservation: Reservation, user, model, prompt_tokens: int, completion_tokens: int,
-                 status: str, request_id: str = "", endpoint: str = "dialogs", api_key=None, dialog=None,
+                 status: str, request_id: str = "", endpoint: str = "dialogs", dialog=None,
                  message=None) -> Settlement:
     """Bill the actual usage: a usage record, the daily aggregate, and the quota (and the key)
     moved from reserved to used. Zero tokens (a vendor error) simply releases the reservation."""
@@ -475,16 +479,18 @@ def completion_settle(*, admission: Admission, status: str, usage=None, text: st
     billed = billed_usage(admission, usage=usage, text=text)
     prompt, completion = billed.prompt_tokens, billed.completion_tokens
     settlement = usage_settle(
-        reservation=admission.reservation, user=admission.user, api_key=admission.api_key, model=admission.model,
+        reservation=admission.reservation, user=admission.user, model=admission.model,
         prompt_tokens=prompt, completion_tokens=completion, status=status, request_id=request_id,
         endpoint=endpoint, dialog=dialog, message=message,
     )
     # The window already holds the counted prompt; add the rest of what was actually used (where
-    # tokens per minute are limited: elsewhere nothing counts them).
-    if admission.user_tokens_per_minute:
-        rate_limit_add_tokens(subject=f"user:{admission.user.pk}",
-                              tokens=prompt + completion - admission.prompt_tokens)
+    # tokens per minute are limited: elsewhere nothing counts them). After COMMIT (at once outside
+    # a transaction): not a Redis round trip while the settled rows are locked, and a Redis
+    # failure is logged, never a rollback of the reply and its bill.
+    unseen = prompt + completion - admission.prompt_tokens
+    subjects = [f"user:{admission.user.pk}"] if admission.user_tokens_per_minute else []
     if admission.key_tokens_per_minute:
-        rate_limit_add_tokens(subject=f"key:{admission.api_key.pk}",
-                              tokens=prompt + completion - admission.prompt_tokens)
+        subjects.append(f"key:{admission.api_key.pk}")
+    for subject in subjects:
+        transaction.on_commit(functools.partial(rate_limit_add_tokens, subject=subject, tokens=unseen), robust=True)
     return settlement

@@ -33,12 +33,14 @@ def test_requests_over_the_per_minute_limit_get_429_with_retry_after(alice, alic
     assert Message.objects.filter(role="user").count() == 2  # the limited one was not stored
 
 
-def test_tokens_over_the_per_minute_limit_get_429(alice, alice_client, dialog, fake_openai):
+def test_tokens_over_the_per_minute_limit_get_429(alice, alice_client, dialog, fake_openai,
+                                                  django_capture_on_commit_callbacks):
     fake_openai.configure(usage=(40, 60))
     quota = quota_get(user=alice)
     quota.tokens_per_minute, quota.requests_per_minute = 100, None
     quota.save()
-    assert send(alice_client, dialog).status_code == 201  # 100 tokens this minute
+    with django_capture_on_commit_callbacks(execute=True):  # the reply's tokens count after COMMIT
+        assert send(alice_client, dialog).status_code == 201  # 100 tokens this minute
     response = send(alice_client, dialog)
     assert response.status_code == 429 and response.json()["error"]["type"] == "rate_limited"
     assert response["Retry-After"]
