@@ -15,13 +15,16 @@ class Agent(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     system_prompt = models.TextField(blank=True)
-    model = models.ForeignKey("llm_models.LLMModel", on_delete=models.PROTECT,
-                              related_name="agents")
+    model = models.ForeignKey("llm_models.LLMModel", on_delete=models.PROTECT, related_name="agents")
     temperature = models.FloatField(null=True, blank=True)
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
-        related_name="agents", help_text="Empty = shared with everyone (staff only).",
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="agents",
+        help_text="Empty = shared with everyone (staff only).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

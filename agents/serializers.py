@@ -9,23 +9,31 @@ class AgentSerializer(serializers.ModelSerializer):
     temperature = serializers.FloatField(min_value=0, max_value=2, required=False, allow_null=True)
     max_tokens = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     # No default: a PUT that leaves `shared` out keeps the agent as it is.
-    shared = serializers.BooleanField(required=False,
-                                      help_text="Visible to everyone; staff only. Set at creation.")
+    shared = serializers.BooleanField(required=False, help_text="Visible to everyone; staff only. Set at creation.")
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = Agent
-        fields = ["id", "name", "description", "system_prompt", "model", "temperature",
-                  "max_tokens", "shared", "owner", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "system_prompt",
+            "model",
+            "temperature",
+            "max_tokens",
+            "shared",
+            "owner",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = ["id", "owner", "created_at", "updated_at"]
 
     def validate(self, attrs):
         model = attrs.get("model", getattr(self.instance, "model", None))
         max_tokens = attrs.get("max_tokens", getattr(self.instance, "max_tokens", None))
         if model and max_tokens and max_tokens > model.max_output_tokens:
-            raise serializers.ValidationError(
-                {"max_tokens": f"At most {model.max_output_tokens} for {model.name}."}
-            )
+            raise serializers.ValidationError({"max_tokens": f"At most {model.max_output_tokens} for {model.name}."})
         if "shared" in attrs:
             user = self.context["request"].user
             if attrs["shared"] and not user.is_staff:

@@ -56,8 +56,12 @@ _MESSAGES = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method N
 
 
 def _head(status: int, content_type: bytes, request_id: bytes, length: int | None, keep_alive: bool) -> bytes:
-    lines = [b"HTTP/1.1 %d %s" % (status, _MESSAGES.get(status, b"OK")), b"content-type: " + content_type,
-             b"x-request-id: " + request_id, b"request-id: " + request_id]
+    lines = [
+        b"HTTP/1.1 %d %s" % (status, _MESSAGES.get(status, b"OK")),
+        b"content-type: " + content_type,
+        b"x-request-id: " + request_id,
+        b"request-id: " + request_id,
+    ]
     if length is None:
         lines += [b"transfer-encoding: chunked", b"cache-control: no-cache"]
     else:
@@ -94,28 +98,57 @@ class OpenAIFormat:
 
     @staticmethod
     def whole(body: dict, rid: str, pieces: list[str], prompt: int) -> bytes:
-        return json.dumps({
-            "id": f"chatcmpl-{rid}", "object": "chat.completion", "created": CREATED, "model": body.get("model"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(pieces), "refusal": None},
-                         "logprobs": None, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": len(pieces),
-                      "total_tokens": prompt + len(pieces)},
-            "system_fingerprint": "fp_bench",
-        }, separators=(",", ":")).encode()
+        return json.dumps(
+            {
+                "id": f"chatcmpl-{rid}",
+                "object": "chat.completion",
+                "created": CREATED,
+                "model": body.get("model"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "".join(pieces), "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": len(pieces),
+                    "total_tokens": prompt + len(pieces),
+                },
+                "system_fingerprint": "fp_bench",
+            },
+            separators=(",", ":"),
+        ).encode()
 
     @staticmethod
     def stream(body: dict, rid: str, pieces: list[str], prompt: int):
-        head = json.dumps({"id": f"chatcmpl-{rid}", "object": "chat.completion.chunk", "created": CREATED,
-                           "model": body.get("model"), "system_fingerprint": "fp_bench"},
-                          separators=(",", ":"))[:-1].encode()
+        head = json.dumps(
+            {
+                "id": f"chatcmpl-{rid}",
+                "object": "chat.completion.chunk",
+                "created": CREATED,
+                "model": body.get("model"),
+                "system_fingerprint": "fp_bench",
+            },
+            separators=(",", ":"),
+        )[:-1].encode()
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         tail = b',"usage":null}' if include_usage else b"}"
         text_head = b"data: " + head + b',"choices":[{"index":0,"delta":{"content":'
         text_tail = b'},"logprobs":null,"finish_reason":null}]' + tail + b"\n\n"
-        first = [b"data: " + head + b',"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
-                 b'"logprobs":null,"finish_reason":null}]' + tail + b"\n\n"]
-        last = [b"data: " + head + b',"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]'
-                + tail + b"\n\n"]
+        first = [
+            b"data: " + head + b',"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
+            b'"logprobs":null,"finish_reason":null}]' + tail + b"\n\n"
+        ]
+        last = [
+            b"data: "
+            + head
+            + b',"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]'
+            + tail
+            + b"\n\n"
+        ]
         if include_usage:
             usage = {"prompt_tokens": prompt, "completion_tokens": len(pieces), "total_tokens": prompt + len(pieces)}
             last.append(b"data: " + head + b',"choices":[],"usage":' + json.dumps(usage).encode() + b"}\n\n")
@@ -132,30 +165,58 @@ class AnthropicFormat:
 
     @staticmethod
     def whole(body: dict, rid: str, pieces: list[str], prompt: int) -> bytes:
-        return json.dumps({
-            "id": f"msg_{rid}", "type": "message", "role": "assistant", "model": body.get("model"),
-            "content": [{"type": "text", "text": "".join(pieces)}], "stop_reason": "end_turn",
-            "stop_sequence": None, "usage": {"input_tokens": prompt, "output_tokens": len(pieces)},
-        }, separators=(",", ":")).encode()
+        return json.dumps(
+            {
+                "id": f"msg_{rid}",
+                "type": "message",
+                "role": "assistant",
+                "model": body.get("model"),
+                "content": [{"type": "text", "text": "".join(pieces)}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": prompt, "output_tokens": len(pieces)},
+            },
+            separators=(",", ":"),
+        ).encode()
 
     @staticmethod
     def stream(body: dict, rid: str, pieces: list[str], prompt: int):
         def event(name: str, data: dict) -> bytes:
             return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
-        message = {"id": f"msg_{rid}", "type": "message", "role": "assistant", "model": body.get("model"),
-                   "content": [], "stop_reason": None, "stop_sequence": None,
-                   "usage": {"input_tokens": prompt, "output_tokens": 1}}
-        first = [event("message_start", {"type": "message_start", "message": message}),
-                 event("content_block_start", {"type": "content_block_start", "index": 0,
-                                               "content_block": {"type": "text", "text": ""}})]
-        last = [event("content_block_stop", {"type": "content_block_stop", "index": 0}),
-                event("message_delta", {"type": "message_delta",
-                                        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                        "usage": {"output_tokens": len(pieces)}}),
-                event("message_stop", {"type": "message_stop"})]
-        delta_head = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,' \
-                     b'"delta":{"type":"text_delta","text":'
+        message = {
+            "id": f"msg_{rid}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model"),
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": prompt, "output_tokens": 1},
+        }
+        first = [
+            event("message_start", {"type": "message_start", "message": message}),
+            event(
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            ),
+        ]
+        last = [
+            event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": len(pieces)},
+                },
+            ),
+            event("message_stop", {"type": "message_stop"}),
+        ]
+        delta_head = (
+            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+            b'"delta":{"type":"text_delta","text":'
+        )
 
         def token(piece: str) -> bytes:
             return delta_head + json.dumps(piece).encode() + b"}}\n\n"
@@ -203,7 +264,7 @@ class Pacer:
                 continue
             due = min(len(s.pieces), int(elapsed * profile.tokens_per_second) + 1)
             if due > s.sent:
-                data = b"".join(_chunk(s.token(p)) for p in s.pieces[s.sent:due])
+                data = b"".join(_chunk(s.token(p)) for p in s.pieces[s.sent : due])
                 s.sent = due
                 if due == len(s.pieces):
                     data += b"".join(_chunk(e) for e in s.last) + b"0\r\n\r\n"
@@ -305,8 +366,9 @@ class VendorProtocol(asyncio.Protocol):
         first, token, last = fmt.stream(body, rid, pieces, prompt)
         head = _head(200, b"text/event-stream; charset=utf-8", rid.encode(), None, keep_alive)
         if not profile.tokens_per_second and not profile.ttft:
-            self.transport.write(head + b"".join(_chunk(e) for e in (*first, *map(token, pieces), *last))
-                                 + b"0\r\n\r\n")
+            self.transport.write(
+                head + b"".join(_chunk(e) for e in (*first, *map(token, pieces), *last)) + b"0\r\n\r\n"
+            )
             return self.finished(keep_alive)
         self.busy = True
         self.transport.write(head + b"".join(_chunk(e) for e in first))
@@ -341,8 +403,9 @@ class FakeVendorServer:
 
     async def serve(self, host: str, port: int, ready_file: str | None = None) -> None:
         self.loop = asyncio.get_running_loop()
-        server = await self.loop.create_server(lambda: VendorProtocol(self), host, port, backlog=4096,
-                                               reuse_address=True)
+        server = await self.loop.create_server(
+            lambda: VendorProtocol(self), host, port, backlog=4096, reuse_address=True
+        )
         actual = server.sockets[0].getsockname()[1]
         if ready_file:
             with open(ready_file, "w") as f:
@@ -362,8 +425,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ttft", type=float, default=0.0, help="default profile: seconds to first token")
     parser.add_argument("--tokens-per-second", type=float, default=0.0, help="default profile: 0 = instant")
     parser.add_argument("--reply-tokens", type=int, default=32, help="default profile: tokens per reply")
-    parser.add_argument("--profile", action="append", default=[], metavar="NAME=TTFT:TPS:TOKENS",
-                        help="an extra profile, chosen by the path prefix /NAME/v1/...")
+    parser.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="NAME=TTFT:TPS:TOKENS",
+        help="an extra profile, chosen by the path prefix /NAME/v1/...",
+    )
     parser.add_argument("--ready-file", help="write the bound port here once listening")
     args = parser.parse_args(argv)
     profiles = dict(Profile.parse(spec) for spec in args.profile)

@@ -134,8 +134,13 @@ def build_requests(url: str, bodies: list[bytes], paths: list[str], headers: dic
     for i in range(max(len(bodies), len(paths))):
         body = bodies[i % len(bodies)]
         path = paths[i % len(paths)] if paths else (parts.path or "/")
-        lines = [f"POST {path} HTTP/1.1", f"Host: {host}", "Content-Type: application/json",
-                 f"Content-Length: {len(body)}", "Connection: keep-alive"]
+        lines = [
+            f"POST {path} HTTP/1.1",
+            f"Host: {host}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            "Connection: keep-alive",
+        ]
         lines += [f"{k}: {v}" for k, v in headers.items()]
         out.append(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
     return out
@@ -226,15 +231,25 @@ class Load:
             def pct(p: float) -> float:
                 return round(values[min(len(values) - 1, int(p / 100 * len(values)))], 3)
 
-            return {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": round(values[-1], 3),
-                    "mean": round(sum(values) / len(values), 3)}
+            return {
+                "p50": pct(50),
+                "p90": pct(90),
+                "p99": pct(99),
+                "max": round(values[-1], 3),
+                "mean": round(sum(values) / len(values), 3),
+            }
 
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return {
-            "mode": self.args.mode, "concurrency": self.args.concurrency, "stream": self.args.stream,
-            "elapsed_s": round(elapsed, 3), "requests": len(self.results), "finished_all": self.finished_all,
+            "mode": self.args.mode,
+            "concurrency": self.args.concurrency,
+            "stream": self.args.stream,
+            "elapsed_s": round(elapsed, 3),
+            "requests": len(self.results),
+            "finished_all": self.finished_all,
             "ok": len(ok),
-            "errors": sum(errors.values()), "error_kinds": errors,
+            "errors": sum(errors.values()),
+            "error_kinds": errors,
             "rps": round(len(ok) / elapsed, 1) if elapsed else 0.0,
             "latency_ms": ms([r.end - r.start for r in ok]),
             "first_byte_ms": ms([r.first_byte - r.start for r in ok if r.first_byte]),

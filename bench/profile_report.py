@@ -19,13 +19,28 @@ FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^():]+)(?::(?P<line>\d+))?\)$")
 
 # Library frames worth seeing inclusively (the project's own frames are always shown).
 WATCH = [
-    "sync_to_async", "__call__ (asgiref/sync.py)", "close (django/db/backends/base/base.py)",
-    "connect (django/db/backends/base/base.py)", "execute (psycopg/cursor.py)", "_execute_sql",
-    "getconn", "putconn", "compile (django/db/models/sql/compiler.py)", "as_sql", "get_response_async",
-    "__acall__ (django/utils/deprecation.py)", "send (django/dispatch/dispatcher.py)",
-    "request_started", "close_old_connections", "create (openai/resources/chat/completions",
-    "_process_response", "send (httpx2", "encode (tiktoken", "handle (logging/__init__.py)",
-    "log (uvicorn", "json",
+    "sync_to_async",
+    "__call__ (asgiref/sync.py)",
+    "close (django/db/backends/base/base.py)",
+    "connect (django/db/backends/base/base.py)",
+    "execute (psycopg/cursor.py)",
+    "_execute_sql",
+    "getconn",
+    "putconn",
+    "compile (django/db/models/sql/compiler.py)",
+    "as_sql",
+    "get_response_async",
+    "__acall__ (django/utils/deprecation.py)",
+    "send (django/dispatch/dispatcher.py)",
+    "request_started",
+    "close_old_connections",
+    "create (openai/resources/chat/completions",
+    "_process_response",
+    "send (httpx2",
+    "encode (tiktoken",
+    "handle (logging/__init__.py)",
+    "log (uvicorn",
+    "json",
 ]
 
 
@@ -55,8 +70,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("profile")
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--with-startup", action="store_true",
-                        help="keep stacks inside imports (worker boot: loading the app and the encodings)")
+    parser.add_argument(
+        "--with-startup",
+        action="store_true",
+        help="keep stacks inside imports (worker boot: loading the app and the encodings)",
+    )
     args = parser.parse_args(argv)
 
     stacks: list[tuple[list[str], int]] = []
@@ -86,15 +104,20 @@ def main(argv: list[str] | None = None) -> None:
         for name, count in [(k, v) for k, v in counter.most_common() if keep(k)][:n]:
             print(f"  {100 * count / total:5.1f}%  {name}")
 
-    print(f"{total} samples of the thread holding the GIL, all gateway workers (py-spy --gil)"
-          + ("" if args.with_startup else "; worker start-up (imports) left out"))
+    print(
+        f"{total} samples of the thread holding the GIL, all gateway workers (py-spy --gil)"
+        + ("" if args.with_startup else "; worker start-up (imports) left out")
+    )
     show("Self time by package", self_pkg, args.top)
     show("Hottest functions (self time)", self_fn, args.top)
     project = ("gateway/", "billing/", "dialogs/", "llm_models/", "agents/")
-    show("Project functions (inclusive)", inclusive, args.top,
-         lambda name: any(f"({p}" in name for p in project))
-    show("Library hot spots (inclusive)", inclusive, args.top,
-         lambda name: any(w in name for w in WATCH) and not any(f"({p}" in name for p in project))
+    show("Project functions (inclusive)", inclusive, args.top, lambda name: any(f"({p}" in name for p in project))
+    show(
+        "Library hot spots (inclusive)",
+        inclusive,
+        args.top,
+        lambda name: any(w in name for w in WATCH) and not any(f"({p}" in name for p in project),
+    )
 
 
 if __name__ == "__main__":

@@ -23,20 +23,35 @@ from bench.run import PYTHON, ROOT, free_port
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--database-url", default=os.environ.get(
-        "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/gateway_bench"))
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/gateway_bench"),
+    )
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
     args = parser.parse_args(argv)
-    os.environ.update(DJANGO_SETTINGS_MODULE="gateway.settings", DEBUG="0", DATABASE_URL=args.database_url,
-                      REDIS_URL=args.redis_url, CACHE_KEY_PREFIX="gwbench", OPENAI_API_KEY="sk-bench-fake",
-                      SECRET_KEY="bench-only-secret-key-0123456789abcdef-0123456789", ALLOWED_HOSTS="testserver")
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="gateway.settings",
+        DEBUG="0",
+        DATABASE_URL=args.database_url,
+        REDIS_URL=args.redis_url,
+        CACHE_KEY_PREFIX="gwbench",
+        OPENAI_API_KEY="sk-bench-fake",
+        SECRET_KEY="bench-only-secret-key-0123456789abcdef-0123456789",
+        ALLOWED_HOSTS="testserver",
+    )
     port = free_port()
-    vendor = subprocess.Popen([PYTHON, "-m", "bench.fake_vendor", "--port", str(port)], cwd=ROOT,
-                              stdout=subprocess.DEVNULL)
+    vendor = subprocess.Popen(
+        [PYTHON, "-m", "bench.fake_vendor", "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL
+    )
     try:
         time.sleep(0.5)
-        out = subprocess.run([PYTHON, "-m", "bench.setup_data", "--vendor-url", f"http://127.0.0.1:{port}",
-                              "--dialogs", "1"], cwd=ROOT, check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [PYTHON, "-m", "bench.setup_data", "--vendor-url", f"http://127.0.0.1:{port}", "--dialogs", "1"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         data = json.loads(out.stdout.strip().splitlines()[-1])
         asyncio.run(_requests(data["key"], data["dialogs"][0]))
     finally:
@@ -67,11 +82,17 @@ async def _requests(key: str, dialog_id: int) -> None:
     chat = {"model": "bench-instant", "messages": [{"role": "user", "content": "Hello there"}]}
     kinds = [
         ("POST /v1/chat/completions", "/v1/chat/completions", chat),
-        ("POST /v1/chat/completions (stream)", "/v1/chat/completions",
-         chat | {"stream": True, "stream_options": {"include_usage": True}}),
+        (
+            "POST /v1/chat/completions (stream)",
+            "/v1/chat/completions",
+            chat | {"stream": True, "stream_options": {"include_usage": True}},
+        ),
         ("POST /api/dialogs/{id}/messages/", f"/api/dialogs/{dialog_id}/messages/", {"content": "Hello there"}),
-        ("POST /api/dialogs/{id}/messages/ (stream)", f"/api/dialogs/{dialog_id}/messages/",
-         {"content": "Hello there", "stream": True}),
+        (
+            "POST /api/dialogs/{id}/messages/ (stream)",
+            f"/api/dialogs/{dialog_id}/messages/",
+            {"content": "Hello there", "stream": True},
+        ),
     ]
     for title, path, body in kinds:
         for _attempt in range(2):

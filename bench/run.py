@@ -82,8 +82,9 @@ class Server:
     def __init__(self, name: str, cmd: list[str], env: dict, log: Path) -> None:
         self.name, self.log = name, log
         self._log = open(log, "wb")
-        self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def pids(self) -> list[int]:
         return process_tree(self.proc.pid)
@@ -206,7 +207,8 @@ class Database:
         with self.psycopg.connect(self.url, autocommit=True) as conn:
             row = conn.execute(
                 "SELECT xact_commit + xact_rollback, tup_fetched, tup_inserted, tup_updated, tup_deleted "
-                "FROM pg_stat_database WHERE datname = current_database()").fetchone()
+                "FROM pg_stat_database WHERE datname = current_database()"
+            ).fetchone()
         return dict(zip(["xacts", "fetched", "inserted", "updated", "deleted"], row, strict=True))
 
 
@@ -243,8 +245,7 @@ def scenarios(args) -> list[Scenario]:
         Scenario(f"2-c{c}", f"chat, SSE, c={c}", "chat", True, c),
         Scenario("3-json", f"dialog msg, JSON, c={c}", "dialog", False, c, targets=("direct", "gateway")),
         Scenario("3-sse", f"dialog msg, SSE, c={c}", "dialog", True, c, targets=("direct", "gateway")),
-        Scenario("4-burst", f"slow SSE, {args.streams} at once", "chat", True, args.streams, mode="burst",
-                 slow=True),
+        Scenario("4-burst", f"slow SSE, {args.streams} at once", "chat", True, args.streams, mode="burst", slow=True),
     ]
     wanted = set(args.scenarios.split(","))  # "1,4" or exact keys such as "1-c1,3-sse"
     return [s for s in out if s.key in wanted or s.key.split("-")[0] in wanted]
@@ -284,9 +285,14 @@ class Bench:
     def gateway_env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
         env.update(
-            DJANGO_SETTINGS_MODULE="gateway.settings", SECRET_KEY="bench-only-secret-key-0123456789abcdef-0123456789",
-            DEBUG="0", DATABASE_URL=self.args.database_url, REDIS_URL=self.args.redis_url,
-            CACHE_KEY_PREFIX="gwbench", OPENAI_API_KEY="sk-bench-fake", ALLOWED_HOSTS="127.0.0.1,localhost",
+            DJANGO_SETTINGS_MODULE="gateway.settings",
+            SECRET_KEY="bench-only-secret-key-0123456789abcdef-0123456789",
+            DEBUG="0",
+            DATABASE_URL=self.args.database_url,
+            REDIS_URL=self.args.redis_url,
+            CACHE_KEY_PREFIX="gwbench",
+            OPENAI_API_KEY="sk-bench-fake",
+            ALLOWED_HOSTS="127.0.0.1,localhost",
             BENCH_QUERY_COUNT_DIR=str(self.qdir),
         )
         return env
@@ -295,9 +301,17 @@ class Bench:
         raise_open_files_limit(65536)
         env = self.gateway_env()
         vport = self.ports["vendor"] = free_port()
-        vendor_cmd = [PYTHON, "-m", "bench.fake_vendor", "--port", str(vport),
-                      "--reply-tokens", str(self.args.reply_tokens),
-                      "--profile", f"slow=0:{self.args.slow_tps}:{self.args.slow_tokens}"]
+        vendor_cmd = [
+            PYTHON,
+            "-m",
+            "bench.fake_vendor",
+            "--port",
+            str(vport),
+            "--reply-tokens",
+            str(self.args.reply_tokens),
+            "--profile",
+            f"slow=0:{self.args.slow_tps}:{self.args.slow_tokens}",
+        ]
         self.servers["vendor"] = Server("vendor", vendor_cmd, env, self.logdir / "vendor.log")
 
         print(f"database {self.args.database_url}: migrating ...", flush=True)
@@ -305,17 +319,38 @@ class Bench:
         wait_http(f"http://127.0.0.1:{vport}/v1/models", 10, self.servers["vendor"].proc)
         dialog_runs = sum(1 for s in scenarios(self.args) if s.endpoint == "dialog")
         out = subprocess.run(
-            [PYTHON, "-m", "bench.setup_data", "--vendor-url", f"http://127.0.0.1:{vport}",
-             "--dialogs", str(self.args.dialogs_per_run * dialog_runs)],
-            env=env, cwd=ROOT, check=True, capture_output=True, text=True)
+            [
+                PYTHON,
+                "-m",
+                "bench.setup_data",
+                "--vendor-url",
+                f"http://127.0.0.1:{vport}",
+                "--dialogs",
+                str(self.args.dialogs_per_run * dialog_runs),
+            ],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         data = json.loads(out.stdout.strip().splitlines()[-1])
         self.key, self.dialogs = data["key"], data["dialogs"]
 
         gport = self.ports["gateway"] = free_port()
         gateway_cmd = [
             str(ROOT / ".venv" / "bin" / "gunicorn") if (ROOT / ".venv").exists() else "gunicorn",
-            "gateway.asgi:application", "-k", "uvicorn_worker.UvicornWorker", "-w", str(self.args.workers),
-            "-b", f"127.0.0.1:{gport}", "--graceful-timeout", "30", "-c", str(ROOT / "bench" / "gunicorn_conf.py"),
+            "gateway.asgi:application",
+            "-k",
+            "uvicorn_worker.UvicornWorker",
+            "-w",
+            str(self.args.workers),
+            "-b",
+            f"127.0.0.1:{gport}",
+            "--graceful-timeout",
+            "30",
+            "-c",
+            str(ROOT / "bench" / "gunicorn_conf.py"),
         ]
         if not self.args.no_access_log:
             gateway_cmd += ["--access-logfile", "-"]  # as `make serve` runs it
@@ -324,11 +359,25 @@ class Bench:
             # holding the GIL (--gil: where Python CPU goes, not threads waiting); it writes the
             # collapsed stacks when stopped with SIGINT (Server.stop). Summarise: bench.profile_report.
             py_spy = shutil.which("py-spy") or "/tmp/pyspy-venv/bin/py-spy"
-            gateway_cmd = [py_spy, "record", "--subprocesses", "--nonblocking", "--gil", "--full-filenames",
-                           "--rate", "100", "--format", "raw", "-o", str(Path(self.args.py_spy).resolve()),
-                           "--", *gateway_cmd]
-        self.servers["gateway"] = Server("gateway-profiled" if self.args.py_spy else "gateway", gateway_cmd, env,
-                                         self.logdir / "gateway.log")
+            gateway_cmd = [
+                py_spy,
+                "record",
+                "--subprocesses",
+                "--nonblocking",
+                "--gil",
+                "--full-filenames",
+                "--rate",
+                "100",
+                "--format",
+                "raw",
+                "-o",
+                str(Path(self.args.py_spy).resolve()),
+                "--",
+                *gateway_cmd,
+            ]
+        self.servers["gateway"] = Server(
+            "gateway-profiled" if self.args.py_spy else "gateway", gateway_cmd, env, self.logdir / "gateway.log"
+        )
         wait_http(f"http://127.0.0.1:{gport}/healthz", 60, self.servers["gateway"].proc)
 
         if self.use_peer:
@@ -337,19 +386,46 @@ class Bench:
     def start_peer(self, vport: int) -> None:
         lport = self.ports["litellm"] = free_port()
         config = self.logdir / "litellm.yaml"
-        models = [("bench-instant", f"http://127.0.0.1:{vport}/v1"), ("bench-slow", f"http://127.0.0.1:{vport}/slow/v1")]
+        models = [
+            ("bench-instant", f"http://127.0.0.1:{vport}/v1"),
+            ("bench-slow", f"http://127.0.0.1:{vport}/slow/v1"),
+        ]
         lines = ["model_list:"]
         for name, base in models:
-            lines += [f"  - model_name: {name}", "    litellm_params:", "      model: openai/gpt-4o-mini",
-                      f"      api_base: {base}", "      api_key: sk-bench-fake"]
-        lines += ["litellm_settings:", "  drop_params: true", "  telemetry: false",
-                  "general_settings:", "  master_key: sk-litellm-bench"]
+            lines += [
+                f"  - model_name: {name}",
+                "    litellm_params:",
+                "      model: openai/gpt-4o-mini",
+                f"      api_base: {base}",
+                "      api_key: sk-bench-fake",
+            ]
+        lines += [
+            "litellm_settings:",
+            "  drop_params: true",
+            "  telemetry: false",
+            "general_settings:",
+            "  master_key: sk-litellm-bench",
+        ]
         config.write_text("\n".join(lines) + "\n")
         # Its own environment: none of the gateway's DATABASE_URL / REDIS_URL (LiteLLM would use them).
-        env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"),
-               "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
-        cmd = [str(self.peer), "--config", str(config), "--host", "127.0.0.1", "--port", str(lport),
-               "--num_workers", str(self.args.workers)]
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "LITELLM_LOG": "ERROR",
+            "LITELLM_TELEMETRY": "False",
+        }
+        cmd = [
+            str(self.peer),
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(lport),
+            "--num_workers",
+            str(self.args.workers),
+        ]
         self.servers["litellm"] = Server("litellm", cmd, env, self.logdir / "litellm.log")
         try:
             wait_http(f"http://127.0.0.1:{lport}/health/liveliness", 180, self.servers["litellm"].proc)
@@ -389,8 +465,20 @@ class Bench:
             if scenario.stream:
                 body |= {"stream": True, "stream_options": {"include_usage": True}}
             args += ["--body", json.dumps(body)]
-        args += ["--url", url, "-c", str(scenario.concurrency), "--mode", scenario.mode,
-                 "-d", str(self.args.duration), "-w", str(self.args.warmup), "--timeout", str(self.args.timeout)]
+        args += [
+            "--url",
+            url,
+            "-c",
+            str(scenario.concurrency),
+            "--mode",
+            scenario.mode,
+            "-d",
+            str(self.args.duration),
+            "-w",
+            str(self.args.warmup),
+            "--timeout",
+            str(self.args.timeout),
+        ]
         if scenario.stream:
             args.append("--stream")
         return args
@@ -402,16 +490,25 @@ class Bench:
         q0 = read_query_counts(self.qdir)
         db0 = self.db.counters() if target == "gateway" else None
         with Sampler(watched) as sampler:
-            proc = subprocess.run([PYTHON, "-m", "bench.loadgen", *self.load_args(scenario, target, dialog_pool)],
-                                  cwd=ROOT, capture_output=True, text=True)
+            proc = subprocess.run(
+                [PYTHON, "-m", "bench.loadgen", *self.load_args(scenario, target, dialog_pool)],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            )
         if proc.returncode != 0:
             raise RuntimeError(f"loadgen failed for {scenario.key}/{target}:\n{proc.stderr[-3000:]}")
         load = json.loads(proc.stdout.strip().splitlines()[-1])
         server = "vendor" if target == "direct" else target
-        run = Run(scenario, target, load, peak_rss_mib=round(sampler.peak[server] / 2**20, 1),
-                  server_cpu_s=round(sampler.cpu[server], 2),
-                  vendor_cpu_s=round(sampler.cpu["vendor"], 2) if target != "direct" else None,
-                  wall_s=round(sampler.wall, 2))
+        run = Run(
+            scenario,
+            target,
+            load,
+            peak_rss_mib=round(sampler.peak[server] / 2**20, 1),
+            server_cpu_s=round(sampler.cpu[server], 2),
+            vendor_cpu_s=round(sampler.cpu["vendor"], 2) if target != "direct" else None,
+            wall_s=round(sampler.wall, 2),
+        )
         if target == "gateway":
             time.sleep(1.2)  # PostgreSQL flushes a backend's statistics at most once a second
             db1 = self.db.counters()
@@ -422,8 +519,10 @@ class Bench:
 
     def run_all(self) -> list[Run]:
         runs = []
-        pools = [self.dialogs[i:i + self.args.dialogs_per_run]
-                 for i in range(0, len(self.dialogs), self.args.dialogs_per_run)]
+        pools = [
+            self.dialogs[i : i + self.args.dialogs_per_run]
+            for i in range(0, len(self.dialogs), self.args.dialogs_per_run)
+        ]
         for scenario in scenarios(self.args):
             pool = pools.pop(0) if scenario.endpoint == "dialog" and pools else []
             for target in scenario.targets:
@@ -432,8 +531,10 @@ class Bench:
                 print(f"  {scenario.key:8} {scenario.title:28} -> {target} ...", end="", flush=True)
                 run = self.run_one(scenario, target, pool)
                 load = run.load
-                print(f" {load['rps']:.0f} req/s, p50 {fmt(load['latency_ms']['p50'])} ms, "
-                      f"{load['errors']} errors", flush=True)
+                print(
+                    f" {load['rps']:.0f} req/s, p50 {fmt(load['latency_ms']['p50'])} ms, {load['errors']} errors",
+                    flush=True,
+                )
                 runs.append(run)
                 time.sleep(self.args.pause)
         return runs
@@ -452,8 +553,24 @@ def fmt(value, digits: int = 1) -> str:
 
 def table(runs: list[Run]) -> str:
     direct = {r.scenario.key: r for r in runs if r.target == "direct"}
-    headers = ["scenario", "target", "req/s", "p50 ms", "p99 ms", "+p50", "+p99", "TTFT p50", "TTFT p99",
-               "errors", "RSS MiB", "q/req", "xact/req", "srv CPU", "vnd CPU", "cli CPU"]
+    headers = [
+        "scenario",
+        "target",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "+p50",
+        "+p99",
+        "TTFT p50",
+        "TTFT p99",
+        "errors",
+        "RSS MiB",
+        "q/req",
+        "xact/req",
+        "srv CPU",
+        "vnd CPU",
+        "cli CPU",
+    ]
     rows = []
     for r in runs:
         lat, ttft = r.load["latency_ms"], r.load["first_token_ms"]
@@ -463,19 +580,33 @@ def table(runs: list[Run]) -> str:
             plus50 = lat["p50"] - base.load["latency_ms"]["p50"]
             plus99 = lat["p99"] - base.load["latency_ms"]["p99"]
         window = r.wall_s
-        rows.append([
-            r.scenario.title, r.target, fmt(r.load["rps"]), fmt(lat["p50"]), fmt(lat["p99"]),
-            fmt(plus50), fmt(plus99), fmt(ttft["p50"]) if r.scenario.stream else "",
-            fmt(ttft["p99"]) if r.scenario.stream else "", str(r.load["errors"]), fmt(r.peak_rss_mib),
-            fmt(r.queries_per_request), fmt(r.db.get("xacts")) if r.db else "-",
-            pct(r.server_cpu_s, window), pct(r.vendor_cpu_s, window), pct(r.load["client_cpu_s"], window),
-        ])
+        rows.append(
+            [
+                r.scenario.title,
+                r.target,
+                fmt(r.load["rps"]),
+                fmt(lat["p50"]),
+                fmt(lat["p99"]),
+                fmt(plus50),
+                fmt(plus99),
+                fmt(ttft["p50"]) if r.scenario.stream else "",
+                fmt(ttft["p99"]) if r.scenario.stream else "",
+                str(r.load["errors"]),
+                fmt(r.peak_rss_mib),
+                fmt(r.queries_per_request),
+                fmt(r.db.get("xacts")) if r.db else "-",
+                pct(r.server_cpu_s, window),
+                pct(r.vendor_cpu_s, window),
+                pct(r.load["client_cpu_s"], window),
+            ]
+        )
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True)))
     out = [line, "-" * len(line)]
     for row in rows:
-        out.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        out.append(
+            "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        )
     return "\n".join(out)
 
 
@@ -491,15 +622,22 @@ def machine() -> dict:
         load = os.getloadavg()
     except OSError:
         load = (0, 0, 0)
-    return {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load],
-            "python": sys.version.split()[0], "host": socket.gethostname()}
+    return {
+        "cpus": os.cpu_count(),
+        "loadavg_before": [round(x, 2) for x in load],
+        "python": sys.version.split()[0],
+        "host": socket.gethostname(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Gateway load benchmark (see docs/performance.md).")
     parser.add_argument("--scenarios", default="1,2,3,4", help="comma-separated: 1,2,3,4")
-    parser.add_argument("--targets", default="direct,gateway,litellm",
-                        help="comma-separated: direct (the fake vendor), gateway, litellm")
+    parser.add_argument(
+        "--targets",
+        default="direct,gateway,litellm",
+        help="comma-separated: direct (the fake vendor), gateway, litellm",
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each run")
     parser.add_argument("--concurrency", type=int, default=32)
@@ -508,27 +646,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow-tps", type=float, default=50.0, help="scenario 4: vendor tokens per second")
     parser.add_argument("--slow-tokens", type=int, default=100, help="scenario 4: tokens per reply (100 = 2 s)")
     parser.add_argument("--workers", type=int, default=2, help="gateway and LiteLLM worker processes")
-    parser.add_argument("--dialogs-per-run", type=int, default=1000,
-                        help="fresh dialogs per scenario-3 run (requests rotate over them)")
+    parser.add_argument(
+        "--dialogs-per-run", type=int, default=1000, help="fresh dialogs per scenario-3 run (requests rotate over them)"
+    )
     parser.add_argument("--timeout", type=float, default=120.0, help="per request, seconds")
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between runs")
     parser.add_argument("--no-peer", action="store_true", help="skip LiteLLM even if .peer-venv has it")
     parser.add_argument("--no-access-log", action="store_true", help="gateway without its access log")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke test: 2 s runs, 0.5 s warm-up, c=4, 50-stream burst of 1 s replies")
-    parser.add_argument("--database-url", default=os.environ.get(
-        "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/gateway_bench"))
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
-                        help="'' = no Redis (the gateway's in-process cache; not how production runs)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke test: 2 s runs, 0.5 s warm-up, c=4, 50-stream burst of 1 s replies"
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/gateway_bench"),
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
+        help="'' = no Redis (the gateway's in-process cache; not how production runs)",
+    )
     parser.add_argument("--json", help="write the results here (default bench/results/bench-<time>.json)")
-    parser.add_argument("--py-spy", metavar="OUT", help="run the gateway under py-spy, collapsed stacks to OUT "
-                        "(py-spy on PATH or in /tmp/pyspy-venv); then: python -m bench.profile_report OUT")
+    parser.add_argument(
+        "--py-spy",
+        metavar="OUT",
+        help="run the gateway under py-spy, collapsed stacks to OUT "
+        "(py-spy on PATH or in /tmp/pyspy-venv); then: python -m bench.profile_report OUT",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs even when all went well")
     quick = argparse.ArgumentParser(add_help=False)
     quick.add_argument("--quick", action="store_true")
     if quick.parse_known_args(argv)[0].quick:  # new defaults; flags given explicitly still win
-        parser.set_defaults(duration=2.0, warmup=0.5, concurrency=4, pause=0.2, streams=50, slow_tokens=50,
-                            dialogs_per_run=200)
+        parser.set_defaults(
+            duration=2.0, warmup=0.5, concurrency=4, pause=0.2, streams=50, slow_tokens=50, dialogs_per_run=200
+        )
     args = parser.parse_args(argv)
     if "gateway_bench" not in args.database_url and not os.environ.get("BENCH_ALLOW_ANY_DATABASE"):
         parser.error("the benchmark writes to its database: name it gateway_bench (or set BENCH_ALLOW_ANY_DATABASE)")
@@ -543,15 +693,30 @@ def main(argv: list[str] | None = None) -> int:
         bench.stop()
     print()
     print(table(runs))
-    print("\n+p50/+p99: latency added over the vendor called directly. TTFT: time to the first token. "
-          "q/req: SQL statements the gateway sent per request; xact/req: PostgreSQL transactions per "
-          f"request. CPU: % of one core over the run (this machine has {os.cpu_count()}).")
+    print(
+        "\n+p50/+p99: latency added over the vendor called directly. TTFT: time to the first token. "
+        "q/req: SQL statements the gateway sent per request; xact/req: PostgreSQL transactions per "
+        f"request. CPU: % of one core over the run (this machine has {os.cpu_count()})."
+    )
     result = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": info, "args": vars(args),
-        "runs": [{"scenario": r.scenario.key, "title": r.scenario.title, "target": r.target, **r.load,
-                  "peak_rss_mib": r.peak_rss_mib, "server_cpu_s": r.server_cpu_s, "vendor_cpu_s": r.vendor_cpu_s,
-                  "queries_per_request": r.queries_per_request, "wall_s": r.wall_s, "db_per_request": r.db}
-                 for r in runs],
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": info,
+        "args": vars(args),
+        "runs": [
+            {
+                "scenario": r.scenario.key,
+                "title": r.scenario.title,
+                "target": r.target,
+                **r.load,
+                "peak_rss_mib": r.peak_rss_mib,
+                "server_cpu_s": r.server_cpu_s,
+                "vendor_cpu_s": r.vendor_cpu_s,
+                "queries_per_request": r.queries_per_request,
+                "wall_s": r.wall_s,
+                "db_per_request": r.db,
+            }
+            for r in runs
+        ],
     }
     path = Path(args.json) if args.json else bench.json_path
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,9 +18,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vendor-url", required=True)
     parser.add_argument("--dialogs", type=int, default=0, help="fresh dialogs to create")
     parser.add_argument("--username", default="bench")
-    parser.add_argument("--rpm", type=int, default=2_000_000_000,
-                        help="the user's requests-per-minute limit: high enough never to refuse, "
-                             "but set, so every request still counts itself in Redis")
+    parser.add_argument(
+        "--rpm",
+        type=int,
+        default=2_000_000_000,
+        help="the user's requests-per-minute limit: high enough never to refuse, "
+        "but set, so every request still counts itself in Redis",
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
@@ -47,20 +51,41 @@ def main(argv: list[str] | None = None) -> None:
     }
     with transaction.atomic():
         for name, base_url in models.items():
-            LLMModel.objects.update_or_create(name=name, defaults=dict(
-                provider="openai", provider_model="gpt-4o-mini", context_window=128_000, max_output_tokens=4096,
-                input_price_per_1k="0.000150", output_price_per_1k="0.000600", enabled=True, base_url=base_url,
-                api_key_env="",
-            ))
-        user, _ = get_user_model().objects.get_or_create(username=args.username,
-                                                          defaults={"email": "bench@example.com"})
+            LLMModel.objects.update_or_create(
+                name=name,
+                defaults=dict(
+                    provider="openai",
+                    provider_model="gpt-4o-mini",
+                    context_window=128_000,
+                    max_output_tokens=4096,
+                    input_price_per_1k="0.000150",
+                    output_price_per_1k="0.000600",
+                    enabled=True,
+                    base_url=base_url,
+                    api_key_env="",
+                ),
+            )
+        user, _ = get_user_model().objects.get_or_create(
+            username=args.username, defaults={"email": "bench@example.com"}
+        )
         now = timezone.now()
         # A real quota (not unlimited): every request reserves and settles against it.
-        Quota.objects.update_or_create(user=user, defaults=dict(
-            unlimited=False, token_limit=10**15, usd_limit=None, period="none",
-            requests_per_minute=args.rpm, tokens_per_minute=None, used_tokens=0, reserved_tokens=0,
-            used_usd=0, reserved_usd=0, period_start=period_start("none", now),
-        ))
+        Quota.objects.update_or_create(
+            user=user,
+            defaults=dict(
+                unlimited=False,
+                token_limit=10**15,
+                usd_limit=None,
+                period="none",
+                requests_per_minute=args.rpm,
+                tokens_per_minute=None,
+                used_tokens=0,
+                reserved_tokens=0,
+                used_usd=0,
+                reserved_usd=0,
+                period_start=period_start("none", now),
+            ),
+        )
         _, secret = api_key_create(user=user, name=f"bench {now:%Y-%m-%d %H:%M:%S}")
         model = LLMModel.objects.get(name="bench-instant")
         dialogs = Dialog.objects.bulk_create(

@@ -26,8 +26,12 @@ def main() -> None:
 
     subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {DB}"], check=True)
     subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {DB}"], check=True)
-    os.environ.update(DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DB}", DEBUG="0",
-                      SECRET_KEY="bench-usage-scale-secret-key-0123456789", ALLOWED_HOSTS="testserver")
+    os.environ.update(
+        DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DB}",
+        DEBUG="0",
+        SECRET_KEY="bench-usage-scale-secret-key-0123456789",
+        ALLOWED_HOSTS="testserver",
+    )
     os.environ.pop("REDIS_URL", None)
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")

@@ -8,10 +8,8 @@ from billing.models import DailyUsage, Quota, UsageRecord
 from billing.services import period_start, quota_reset
 from llm_models.models import LLMModel
 
-QUOTA_EDITABLE = ["unlimited", "token_limit", "usd_limit", "period", "requests_per_minute",
-                  "tokens_per_minute"]
-QUOTA_COUNTERS = ["used_tokens", "reserved_tokens", "used_usd", "reserved_usd", "period_start",
-                  "last_reset_at"]
+QUOTA_EDITABLE = ["unlimited", "token_limit", "usd_limit", "period", "requests_per_minute", "tokens_per_minute"]
+QUOTA_COUNTERS = ["used_tokens", "reserved_tokens", "used_usd", "reserved_usd", "period_start", "last_reset_at"]
 
 
 def _restart_period_if_changed(quota: Quota, changed: list[str]) -> None:
@@ -46,8 +44,18 @@ class GatewayUserAdmin(UserAdmin):
 
 @admin.register(Quota)
 class QuotaAdmin(admin.ModelAdmin):
-    list_display = ["user", "period", "token_limit", "used_tokens", "reserved_tokens", "remaining_tokens",
-                    "usd_limit", "used_usd", "unlimited", "last_reset_at"]
+    list_display = [
+        "user",
+        "period",
+        "token_limit",
+        "used_tokens",
+        "reserved_tokens",
+        "remaining_tokens",
+        "usd_limit",
+        "used_usd",
+        "unlimited",
+        "last_reset_at",
+    ]
     list_filter = ["period", "unlimited"]
     search_fields = ["user__username", "user__email"]
     list_select_related = ["user"]
@@ -102,8 +110,17 @@ class ModelNameFilter(admin.SimpleListFilter):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "user", "model_name", "endpoint", "status", "prompt_tokens",
-                    "completion_tokens", "cost", "api_key"]
+    list_display = [
+        "created_at",
+        "user",
+        "model_name",
+        "endpoint",
+        "status",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost",
+        "api_key",
+    ]
     list_filter = ["status", "endpoint", ModelNameFilter]
     search_fields = ["user__username", "request_id"]  # exact matches; see get_search_results
     search_help_text = "An exact username or vendor request id."

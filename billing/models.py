@@ -21,8 +21,9 @@ class Quota(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota")
     unlimited = models.BooleanField(default=False)
     token_limit = models.BigIntegerField(null=True, blank=True, help_text="Empty = no token limit.")
-    usd_limit = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True,
-                                    help_text="Empty = no spending limit.")
+    usd_limit = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True, help_text="Empty = no spending limit."
+    )
     period = models.CharField(max_length=16, choices=Period.choices, default=Period.MONTHLY)
     requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
     tokens_per_minute = models.PositiveIntegerField(null=True, blank=True)
@@ -36,10 +37,12 @@ class Quota(models.Model):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=Q(token_limit__isnull=True) | Q(token_limit__gte=0),
-                                   name="quota_token_limit_non_negative"),
-            models.CheckConstraint(condition=Q(usd_limit__isnull=True) | Q(usd_limit__gte=0),
-                                   name="quota_usd_limit_non_negative"),
+            models.CheckConstraint(
+                condition=Q(token_limit__isnull=True) | Q(token_limit__gte=0), name="quota_token_limit_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(usd_limit__isnull=True) | Q(usd_limit__gte=0), name="quota_usd_limit_non_negative"
+            ),
             models.CheckConstraint(condition=Q(reserved_tokens__gte=0), name="quota_reserved_non_negative"),
         ]
 
@@ -53,16 +56,17 @@ class Reservation(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     # A key deleted while its request is in flight leaves the reservation (and so the quota's
     # share of it) to be settled or released as usual.
-    api_key = models.ForeignKey("gateway.APIKey", null=True, blank=True, on_delete=models.SET_NULL,
-                                related_name="+")
+    api_key = models.ForeignKey("gateway.APIKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     tokens = models.BigIntegerField()
     cost = models.DecimalField(max_digits=18, decimal_places=8)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
 
     class Meta:
-        indexes = [models.Index(fields=["user", "expires_at"], name="reservation_user_expiry"),
-                   models.Index(fields=["expires_at"], name="reservation_expiry")]
+        indexes = [
+            models.Index(fields=["user", "expires_at"], name="reservation_user_expiry"),
+            models.Index(fields=["expires_at"], name="reservation_expiry"),
+        ]
 
 
 class UsageStatus(models.TextChoices):
@@ -81,12 +85,11 @@ class UsageRecord(models.Model):
     """One vendor call, as billed. Never deleted by quota resets."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_records")
-    api_key = models.ForeignKey("gateway.APIKey", null=True, blank=True, on_delete=models.SET_NULL,
-                                related_name="usage_records")
-    dialog = models.ForeignKey("dialogs.Dialog", null=True, blank=True, on_delete=models.SET_NULL,
-                               related_name="+")
-    message = models.ForeignKey("dialogs.Message", null=True, blank=True, on_delete=models.SET_NULL,
-                                related_name="+")
+    api_key = models.ForeignKey(
+        "gateway.APIKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_records"
+    )
+    dialog = models.ForeignKey("dialogs.Dialog", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    message = models.ForeignKey("dialogs.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     model = models.ForeignKey("llm_models.LLMModel", null=True, on_delete=models.SET_NULL, related_name="+")
     model_name = models.CharField(max_length=100)
     endpoint = models.CharField(max_length=32, choices=Endpoint.choices, default=Endpoint.DIALOGS)

@@ -37,8 +37,9 @@ def _add(key: str, amount: int) -> int:
         return cache.incr(key, amount)  # another request made it in between
 
 
-def rate_limit_check(*, subject: str, requests_per_minute: int | None, tokens_per_minute: int | None,
-                     tokens: int) -> None:
+def rate_limit_check(
+    *, subject: str, requests_per_minute: int | None, tokens_per_minute: int | None, tokens: int
+) -> None:
     """Count one request of `tokens` prompt tokens for `subject` ("user:7", "key:3"), or raise."""
     minute, retry_after = _window()
     if requests_per_minute:
@@ -46,7 +47,9 @@ def rate_limit_check(*, subject: str, requests_per_minute: int | None, tokens_pe
         if count > requests_per_minute:
             raise RateLimited(
                 f"Rate limit of {requests_per_minute} requests per minute reached; retry in {retry_after} s.",
-                limit=requests_per_minute, retry_after=retry_after, headers={"Retry-After": str(retry_after)},
+                limit=requests_per_minute,
+                retry_after=retry_after,
+                headers={"Retry-After": str(retry_after)},
             )
     if tokens_per_minute:
         key = f"rl:tok:{subject}:{minute}"
@@ -54,7 +57,9 @@ def rate_limit_check(*, subject: str, requests_per_minute: int | None, tokens_pe
         if used + tokens > tokens_per_minute and used > 0:
             raise RateLimited(
                 f"Rate limit of {tokens_per_minute} tokens per minute reached; retry in {retry_after} s.",
-                limit=tokens_per_minute, retry_after=retry_after, headers={"Retry-After": str(retry_after)},
+                limit=tokens_per_minute,
+                retry_after=retry_after,
+                headers={"Retry-After": str(retry_after)},
             )
         _add(key, tokens)
 

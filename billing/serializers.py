@@ -11,15 +11,29 @@ class QuotaSerializer(serializers.ModelSerializer):
     used_usd = serializers.DecimalField(max_digits=18, decimal_places=8, read_only=True)
     reserved_usd = serializers.DecimalField(max_digits=18, decimal_places=8, read_only=True)
     token_limit = serializers.IntegerField(min_value=0, required=False, allow_null=True)
-    usd_limit = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=0, required=False,
-                                         allow_null=True)
+    usd_limit = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=0, required=False, allow_null=True)
     user = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = Quota
-        fields = ["user", "unlimited", "token_limit", "used_tokens", "reserved_tokens", "remaining_tokens",
-                  "usd_limit", "used_usd", "reserved_usd", "remaining_usd", "period", "resets_at",
-                  "period_start", "last_reset_at", "requests_per_minute", "tokens_per_minute"]
+        fields = [
+            "user",
+            "unlimited",
+            "token_limit",
+            "used_tokens",
+            "reserved_tokens",
+            "remaining_tokens",
+            "usd_limit",
+            "used_usd",
+            "reserved_usd",
+            "remaining_usd",
+            "period",
+            "resets_at",
+            "period_start",
+            "last_reset_at",
+            "requests_per_minute",
+            "tokens_per_minute",
+        ]
         read_only_fields = ["used_tokens", "reserved_tokens", "period_start", "last_reset_at"]
 
     def get_remaining_tokens(self, quota) -> int | None:

@@ -80,18 +80,16 @@ def _exceeded(holder, *, owner: str, resets_at: datetime | None, tokens: int, co
     else:
         return None
     remaining = max(limit - used - reserved, 0)
-    message = (
-        f"This request needs up to {tokens} tokens (${cost:.6f}); {owner} has {remaining} {unit} "
-        f"left of {limit}."
-    )
+    message = f"This request needs up to {tokens} tokens (${cost:.6f}); {owner} has {remaining} {unit} left of {limit}."
     return QuotaExceeded(
-        message, unit=unit, limit=str(limit) if unit == "usd" else limit,
+        message,
+        unit=unit,
+        limit=str(limit) if unit == "usd" else limit,
         used=str(used) if unit == "usd" else used,
         reserved=str(reserved) if unit == "usd" else reserved,
         remaining=str(remaining) if unit == "usd" else remaining,
         resets_at=resets_at.isoformat() if resets_at else None,
-        headers={"Retry-After": str(max(int((resets_at - timezone.now()).total_seconds()), 1))}
-        if resets_at else {},
+        headers={"Retry-After": str(max(int((resets_at - timezone.now()).total_seconds()), 1))} if resets_at else {},
     )
 
 
@@ -101,8 +99,12 @@ _HOLD_ATTEMPTS = 3
 
 def _contended(owner: str) -> GatewayError:
     """Refused, then found room, _HOLD_ATTEMPTS times over: the limit is that contended right now."""
-    return GatewayError(f"Many requests are racing for what is left of {owner}; retry shortly.", status=429,
-                        type="rate_limited", headers={"Retry-After": "1"})
+    return GatewayError(
+        f"Many requests are racing for what is left of {owner}; retry shortly.",
+        status=429,
+        type="rate_limited",
+        headers={"Retry-After": "1"},
+    )
 
 
 # The statements every completion sends, in plain SQL (one statement each for a hold and a settlement
@@ -110,8 +112,10 @@ def _contended(owner: str) -> GatewayError:
 # by the ORM they cost ~0.5 ms of CPU each, most of a completion's time in the gateway
 # (docs/performance.md). Everything else here uses the ORM.
 # Used goes up by what the request used, reserved down by what its reservation still held.
-_MOVE_TO_USED = ("used_tokens = used_tokens + %(used_tokens)s, used_usd = used_usd + %(cost)s, "
-                 "reserved_tokens = reserved_tokens - {held_tokens}, reserved_usd = reserved_usd - {held_cost}")
+_MOVE_TO_USED = (
+    "used_tokens = used_tokens + %(used_tokens)s, used_usd = used_usd + %(cost)s, "
+    "reserved_tokens = reserved_tokens - {held_tokens}, reserved_usd = reserved_usd - {held_cost}"
+)
 
 
 def _sql(statement: str, params: list) -> list[tuple] | int:
@@ -151,8 +155,9 @@ _QUOTA_FITS = (
     "AND (usd_limit IS NULL OR usd_limit >= used_usd + reserved_usd + %(cost)s)))"
 )
 _ADD_HOLD = "reserved_tokens = reserved_tokens + %(tokens)s, reserved_usd = reserved_usd + %(cost)s"
-_NEW_RESERVATION = ("INSERT INTO billing_reservation (user_id, api_key_id, tokens, cost, created_at, expires_at) "
-                    "{source} RETURNING id")
+_NEW_RESERVATION = (
+    "INSERT INTO billing_reservation (user_id, api_key_id, tokens, cost, created_at, expires_at) {source} RETURNING id"
+)
 
 # PostgreSQL: the whole hold is one statement, committed on its own (autocommit), so the key's
 # and the quota's rows, which every request of the user needs, are locked only while the
@@ -169,7 +174,8 @@ _HOLD_POSTGRESQL = (
     f"quota_hold AS (UPDATE billing_quota SET {_ADD_HOLD} WHERE id IN (SELECT id FROM fitting_quota)), "
     "reservation AS ("
     + _NEW_RESERVATION.format(
-        source="SELECT %(user)s, %(key)s, %(tokens)s, %(cost)s, %(now)s, %(expires)s FROM fitting_quota")
+        source="SELECT %(user)s, %(key)s, %(tokens)s, %(cost)s, %(now)s, %(expires)s FROM fitting_quota"
+    )
     + ") SELECT (SELECT id FROM reservation), EXISTS (SELECT 1 FROM usable_key), "
     "(SELECT requests_per_minute FROM usable_key), (SELECT tokens_per_minute FROM usable_key), "
     "(SELECT requests_per_minute FROM fitting_quota), (SELECT tokens_per_minute FROM fitting_quota)"
@@ -195,13 +201,23 @@ def _hold_once(*, user, api_key, model, tokens: int, cost: Decimal, now: datetim
 
     expires = now + timedelta(seconds=settings.RESERVATION_TTL_SECONDS)
     daily, weekly, monthly = (_db_time(period_start(p, now)) for p in (Period.DAILY, Period.WEEKLY, Period.MONTHLY))
-    params = {"user": user.pk, "key": api_key.pk if api_key else None, "model": model.pk if model else None,
-              "tokens": tokens, "cost": cost, "now": _db_time(now), "expires": _db_time(expires),
-              "daily": daily, "weekly": weekly, "monthly": monthly}
+    params = {
+        "user": user.pk,
+        "key": api_key.pk if api_key else None,
+        "model": model.pk if model else None,
+        "tokens": tokens,
+        "cost": cost,
+        "now": _db_time(now),
+        "expires": _db_time(expires),
+        "daily": daily,
+        "weekly": weekly,
+        "monthly": monthly,
+    }
     users = get_user_model()._meta.db_table
     if connection.vendor == "postgresql":
         reservation_id, key_usable, key_rpm, key_tpm, user_rpm, user_tpm = _sql(
-            _HOLD_POSTGRESQL.replace("{users}", users), params)[0]
+            _HOLD_POSTGRESQL.replace("{users}", users), params
+        )[0]
         if reservation_id is None:
             return _Held(None, key_refused=api_key is not None and not key_usable)
     else:
@@ -211,25 +227,46 @@ def _hold_once(*, user, api_key, model, tokens: int, cost: Decimal, now: datetim
             with transaction.atomic():
                 key_rpm = key_tpm = None
                 if api_key is not None:
-                    rows = _sql(f"UPDATE gateway_apikey SET {_ADD_HOLD}, last_used_at = %(now)s "
-                                f"WHERE {_KEY_USABLE} RETURNING requests_per_minute, tokens_per_minute"
-                                .replace("{users}", users), params)
+                    rows = _sql(
+                        f"UPDATE gateway_apikey SET {_ADD_HOLD}, last_used_at = %(now)s "
+                        f"WHERE {_KEY_USABLE} RETURNING requests_per_minute, tokens_per_minute".replace(
+                            "{users}", users
+                        ),
+                        params,
+                    )
                     if not rows:
                         raise _Refused(key=True)
                     key_rpm, key_tpm = rows[0]
-                rows = _sql(f"UPDATE billing_quota SET {_ADD_HOLD} WHERE {_QUOTA_FITS} "
-                            "RETURNING requests_per_minute, tokens_per_minute", params)
+                rows = _sql(
+                    f"UPDATE billing_quota SET {_ADD_HOLD} WHERE {_QUOTA_FITS} "
+                    "RETURNING requests_per_minute, tokens_per_minute",
+                    params,
+                )
                 if not rows:
                     raise _Refused(key=False)
                 user_rpm, user_tpm = rows[0]
-                reservation_id = _sql(_NEW_RESERVATION.format(
-                    source="VALUES (%(user)s, %(key)s, %(tokens)s, %(cost)s, %(now)s, %(expires)s)"), params)[0][0]
+                reservation_id = _sql(
+                    _NEW_RESERVATION.format(
+                        source="VALUES (%(user)s, %(key)s, %(tokens)s, %(cost)s, %(now)s, %(expires)s)"
+                    ),
+                    params,
+                )[0][0]
         except _Refused as refused:
             return _Held(None, key_refused=refused.key)
-    reservation = Reservation(id=reservation_id, user_id=user.pk, api_key_id=params["key"], tokens=tokens,
-                              cost=cost, created_at=now, expires_at=expires)
-    return _Held(reservation, key_limits=RateLimits(key_rpm, key_tpm) if api_key else None,
-                 user_limits=RateLimits(user_rpm, user_tpm))
+    reservation = Reservation(
+        id=reservation_id,
+        user_id=user.pk,
+        api_key_id=params["key"],
+        tokens=tokens,
+        cost=cost,
+        created_at=now,
+        expires_at=expires,
+    )
+    return _Held(
+        reservation,
+        key_limits=RateLimits(key_rpm, key_tpm) if api_key else None,
+        user_limits=RateLimits(user_rpm, user_tpm),
+    )
 
 
 def _hold(*, user, api_key, model, tokens: int, cost: Decimal) -> _Held:
@@ -245,8 +282,11 @@ def _hold(*, user, api_key, model, tokens: int, cost: Decimal) -> _Held:
         else:
             quota = quota_get(user=user)  # made, or rolled into its period, if need be
             resets_at = period_end(quota.period, quota.period_start)
-            refusal = None if quota.unlimited else _exceeded(quota, owner="your quota", resets_at=resets_at,
-                                                              tokens=tokens, cost=cost)
+            refusal = (
+                None
+                if quota.unlimited
+                else _exceeded(quota, owner="your quota", resets_at=resets_at, tokens=tokens, cost=cost)
+            )
             if refusal is not None and not released_stale:
                 # Reservations of dead workers are let go lazily, when they stand in the way.
                 released_stale = True
@@ -269,8 +309,9 @@ def _key_refusal(api_key, *, model, tokens: int, cost: Decimal) -> GatewayError 
         return GatewayError(problem if key else "Invalid API key.", status=401, type="authentication_failed")
     allowed = set(key.allowed_models.values_list("pk", flat=True))
     if allowed and model.pk not in allowed:
-        return GatewayError(f"This API key may not use the model '{model.name}'.", status=403,
-                            type="permission_denied", param="model")
+        return GatewayError(
+            f"This API key may not use the model '{model.name}'.", status=403, type="permission_denied", param="model"
+        )
     return _exceeded(key, owner="this API key", resets_at=None, tokens=tokens, cost=cost)
 
 
@@ -296,9 +337,14 @@ def _holds_settle(reservation: Reservation, *, held: bool, used_tokens: int, use
     if not (used_tokens or used_usd or held):
         return
     move = _MOVE_TO_USED.format(held_tokens="%(held_tokens)s", held_cost="%(held_cost)s")
-    params = {"used_tokens": used_tokens, "cost": used_usd, "held_tokens": reservation.tokens if held else 0,
-              "held_cost": reservation.cost if held else Decimal(0), "key": reservation.api_key_id,
-              "user": reservation.user_id}
+    params = {
+        "used_tokens": used_tokens,
+        "cost": used_usd,
+        "held_tokens": reservation.tokens if held else 0,
+        "held_cost": reservation.cost if held else Decimal(0),
+        "key": reservation.api_key_id,
+        "user": reservation.user_id,
+    }
     # The key's row first, then the quota's, as the hold locks them: the other order deadlocks
     # with concurrent holds.
     if reservation.api_key_id:
@@ -359,18 +405,41 @@ _SETTLE_POSTGRESQL = (
 )
 
 
-def usage_settle(*, reservation: Reservation, user, model, prompt_tokens: int, completion_tokens: int,
-                 status: str, request_id: str = "", endpoint: str = "dialogs", dialog=None,
-                 message=None) -> Settlement:
+def usage_settle(
+    *,
+    reservation: Reservation,
+    user,
+    model,
+    prompt_tokens: int,
+    completion_tokens: int,
+    status: str,
+    request_id: str = "",
+    endpoint: str = "dialogs",
+    dialog=None,
+    message=None,
+) -> Settlement:
     """Bill the actual usage: a usage record, the daily aggregate, and the quota (and the key)
     moved from reserved to used. Zero tokens (a vendor error) simply releases the reservation."""
     cost = model.cost(prompt_tokens, completion_tokens)
     now = timezone.now()
-    params = {"reservation": reservation.pk, "user": user.pk, "key": reservation.api_key_id,
-              "dialog": dialog.pk if dialog else None, "message": message.pk if message else None,
-              "model": model.pk, "model_name": model.name, "endpoint": endpoint, "prompt": prompt_tokens,
-              "completion": completion_tokens, "used_tokens": prompt_tokens + completion_tokens, "cost": cost,
-              "status": status, "request_id": request_id[:200], "now": _db_time(now), "day": now.date()}
+    params = {
+        "reservation": reservation.pk,
+        "user": user.pk,
+        "key": reservation.api_key_id,
+        "dialog": dialog.pk if dialog else None,
+        "message": message.pk if message else None,
+        "model": model.pk,
+        "model_name": model.name,
+        "endpoint": endpoint,
+        "prompt": prompt_tokens,
+        "completion": completion_tokens,
+        "used_tokens": prompt_tokens + completion_tokens,
+        "cost": cost,
+        "status": status,
+        "request_id": request_id[:200],
+        "now": _db_time(now),
+        "day": now.date(),
+    }
     if connection.vendor == "postgresql":
         _sql(_SETTLE_POSTGRESQL, params)
         return Settlement(prompt_tokens, completion_tokens, cost)
@@ -391,8 +460,7 @@ class ResetResult:
     used_usd: Decimal
 
 
-def quotas_reset(*, username: str | None = None, period: str | None = None,
-                 dry_run: bool = False) -> list[ResetResult]:
+def quotas_reset(*, username: str | None = None, period: str | None = None, dry_run: bool = False) -> list[ResetResult]:
     """Zero the used amounts (never the usage records) of the chosen quotas."""
     quotas = Quota.objects.select_related("user").order_by("user__username")
     if username:
@@ -439,16 +507,31 @@ def completion_admit(*, user, model, prompt_tokens: int, max_tokens: int, api_ke
     held = _hold(user=user, api_key=api_key, model=model, tokens=tokens, cost=cost)
     try:
         if held.key_limits is not None:
-            rate_limit_check(subject=f"key:{api_key.pk}", requests_per_minute=held.key_limits.requests_per_minute,
-                             tokens_per_minute=held.key_limits.tokens_per_minute, tokens=prompt_tokens)
-        rate_limit_check(subject=f"user:{user.pk}", requests_per_minute=held.user_limits.requests_per_minute,
-                         tokens_per_minute=held.user_limits.tokens_per_minute, tokens=prompt_tokens)
+            rate_limit_check(
+                subject=f"key:{api_key.pk}",
+                requests_per_minute=held.key_limits.requests_per_minute,
+                tokens_per_minute=held.key_limits.tokens_per_minute,
+                tokens=prompt_tokens,
+            )
+        rate_limit_check(
+            subject=f"user:{user.pk}",
+            requests_per_minute=held.user_limits.requests_per_minute,
+            tokens_per_minute=held.user_limits.tokens_per_minute,
+            tokens=prompt_tokens,
+        )
     except BaseException:
         completion_release(held.reservation)
         raise
-    return Admission(user, api_key, model, prompt_tokens, max_tokens, held.reservation,
-                     key_tokens_per_minute=held.key_limits.tokens_per_minute if held.key_limits else None,
-                     user_tokens_per_minute=held.user_limits.tokens_per_minute)
+    return Admission(
+        user,
+        api_key,
+        model,
+        prompt_tokens,
+        max_tokens,
+        held.reservation,
+        key_tokens_per_minute=held.key_limits.tokens_per_minute if held.key_limits else None,
+        user_tokens_per_minute=held.user_limits.tokens_per_minute,
+    )
 
 
 def completion_release(reservation: Reservation) -> None:
@@ -471,17 +554,33 @@ def billed_usage(admission: Admission, *, usage=None, text: str = ""):
     return Usage(0, 0)
 
 
-def completion_settle(*, admission: Admission, status: str, usage=None, text: str = "",
-                      request_id: str = "", endpoint: str = "dialogs", dialog=None, message=None) -> Settlement:
+def completion_settle(
+    *,
+    admission: Admission,
+    status: str,
+    usage=None,
+    text: str = "",
+    request_id: str = "",
+    endpoint: str = "dialogs",
+    dialog=None,
+    message=None,
+) -> Settlement:
     """Bill the call (billed_usage): the reservation given back, the actual usage recorded."""
     from billing.ratelimit import rate_limit_add_tokens
 
     billed = billed_usage(admission, usage=usage, text=text)
     prompt, completion = billed.prompt_tokens, billed.completion_tokens
     settlement = usage_settle(
-        reservation=admission.reservation, user=admission.user, model=admission.model,
-        prompt_tokens=prompt, completion_tokens=completion, status=status, request_id=request_id,
-        endpoint=endpoint, dialog=dialog, message=message,
+        reservation=admission.reservation,
+        user=admission.user,
+        model=admission.model,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        status=status,
+        request_id=request_id,
+        endpoint=endpoint,
+        dialog=dialog,
+        message=message,
     )
     # The window already holds the counted prompt; add the rest of what was actually used (where
     # tokens per minute are limited: elsewhere nothing counts them). After COMMIT (at once outside

@@ -26,8 +26,12 @@ def usage_summary(*, start=None, end=None, user_id=None, model=None, by_user=Fal
         rows = rows.filter(user_id=user_id)
     if model:
         rows = rows.filter(model_name=model)
-    sums = {"requests": Sum("requests"), "prompt_tokens": Sum("prompt_tokens"),
-            "completion_tokens": Sum("completion_tokens"), "cost": Sum("cost")}
+    sums = {
+        "requests": Sum("requests"),
+        "prompt_tokens": Sum("prompt_tokens"),
+        "completion_tokens": Sum("completion_tokens"),
+        "cost": Sum("cost"),
+    }
 
     def shaped(queryset, *keys):
         out = []
@@ -38,7 +42,8 @@ def usage_summary(*, start=None, end=None, user_id=None, model=None, by_user=Fal
         return out
 
     result = {
-        "start": start.isoformat(), "end": end.isoformat(),
+        "start": start.isoformat(),
+        "end": end.isoformat(),
         "total": _total(rows, sums),
         "by_model": shaped(rows, "model_name"),
         "by_day": shaped(rows, "day"),
@@ -63,11 +68,14 @@ def my_usage(request):
     params = DateRangeSerializer(data=request.query_params)
     params.is_valid(raise_exception=True)
     data = params.validated_data
-    return Response({
-        "quota": QuotaSerializer(quota_get(user=request.user)).data,
-        **usage_summary(start=data.get("start"), end=data.get("end"), user_id=request.user.pk,
-                        model=data.get("model")),
-    })
+    return Response(
+        {
+            "quota": QuotaSerializer(quota_get(user=request.user)).data,
+            **usage_summary(
+                start=data.get("start"), end=data.get("end"), user_id=request.user.pk, model=data.get("model")
+            ),
+        }
+    )
 
 
 @extend_schema(parameters=[DateRangeSerializer], responses=OpenApiTypes.OBJECT)
@@ -78,8 +86,15 @@ def admin_usage(request):
     params = DateRangeSerializer(data=request.query_params)
     params.is_valid(raise_exception=True)
     data = params.validated_data
-    return Response(usage_summary(start=data.get("start"), end=data.get("end"), user_id=data.get("user"),
-                                  model=data.get("model"), by_user=True))
+    return Response(
+        usage_summary(
+            start=data.get("start"),
+            end=data.get("end"),
+            user_id=data.get("user"),
+            model=data.get("model"),
+            by_user=True,
+        )
+    )
 
 
 class AdminQuotaView(generics.RetrieveUpdateAPIView):

@@ -28,8 +28,17 @@ class DialogAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ["id", "dialog", "role", "status", "model", "prompt_tokens", "completion_tokens", "cost",
-                    "created_at"]
+    list_display = [
+        "id",
+        "dialog",
+        "role",
+        "status",
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost",
+        "created_at",
+    ]
     list_filter = ["role", "status", "model"]
     search_fields = ["content", "request_id"]
     date_hierarchy = "created_at"

@@ -21,8 +21,9 @@ class FittedPrompt:
     dropped: int  # history messages left out, oldest first
 
 
-def fit_to_context(*, model, system_prompt: str, history: list[dict], new_message: dict,
-                   max_tokens: int) -> FittedPrompt:
+def fit_to_context(
+    *, model, system_prompt: str, history: list[dict], new_message: dict, max_tokens: int
+) -> FittedPrompt:
     """Drop the oldest turns until the prompt fits `context_window - max_tokens`.
 
     The system prompt is never dropped; a new message that cannot fit even alone is a 422.
@@ -38,7 +39,9 @@ def fit_to_context(*, model, system_prompt: str, history: list[dict], new_messag
         raise ContextTooLong(
             f"The message needs {fixed} prompt tokens; {model.name} has room for {budget} "
             f"({model.context_window} context window minus {max_tokens} for the reply).",
-            prompt_tokens=fixed, context_window=model.context_window, max_tokens=max_tokens,
+            prompt_tokens=fixed,
+            context_window=model.context_window,
+            max_tokens=max_tokens,
             available_tokens=budget,
         )
     kept: list[dict] = []

@@ -12,8 +12,7 @@ class Dialog(models.Model):
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="dialogs")
     title = models.CharField(max_length=200, blank=True)
-    agent = models.ForeignKey("agents.Agent", null=True, blank=True, on_delete=models.SET_NULL,
-                              related_name="dialogs")
+    agent = models.ForeignKey("agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="dialogs")
     model = models.ForeignKey("llm_models.LLMModel", on_delete=models.PROTECT, related_name="dialogs")
     created_at = models.DateTimeField(auto_now_add=True)
     # Last activity: moved forward by every message, so lists sort by it.
@@ -45,8 +44,7 @@ class Message(models.Model):
     dialog = models.ForeignKey(Dialog, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
-    model = models.ForeignKey("llm_models.LLMModel", null=True, blank=True, on_delete=models.SET_NULL,
-                              related_name="+")
+    model = models.ForeignKey("llm_models.LLMModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=8, default=0)

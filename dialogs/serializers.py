@@ -13,8 +13,22 @@ class MessageSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Message
-        fields = ["id", "dialog", "role", "content", "model", "prompt_tokens", "completion_tokens", "cost",
-                  "status", "error_type", "error_message", "request_id", "latency_ms", "created_at"]
+        fields = [
+            "id",
+            "dialog",
+            "role",
+            "content",
+            "model",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost",
+            "status",
+            "error_type",
+            "error_message",
+            "request_id",
+            "latency_ms",
+            "created_at",
+        ]
         read_only_fields = fields
 
 

@@ -58,11 +58,10 @@ def _history(dialog: Dialog) -> list[dict]:
     return [{"role": role, "content": content} for role, content in rows]
 
 
-def message_prepare(*, user, dialog_id: int, content: str, max_tokens: int | None = None,
-                    temperature: float | None = None, api_key=None) -> Prepared:
-    dialog = (
-        Dialog.objects.owned_by(user).select_related("model", "agent").filter(pk=dialog_id).first()
-    )
+def message_prepare(
+    *, user, dialog_id: int, content: str, max_tokens: int | None = None, temperature: float | None = None, api_key=None
+) -> Prepared:
+    dialog = Dialog.objects.owned_by(user).select_related("model", "agent").filter(pk=dialog_id).first()
     if dialog is None:
         raise GatewayError("No such dialog.", status=404, type="not_found")
     model, agent = dialog.model, dialog.agent
@@ -73,19 +72,25 @@ def message_prepare(*, user, dialog_id: int, content: str, max_tokens: int | Non
     if max_tokens > model.max_output_tokens:
         raise GatewayError(
             f"max_tokens is at most {model.max_output_tokens} for {model.name}.",
-            status=400, type="validation_error", fields={"max_tokens": [f"At most {model.max_output_tokens}."]},
+            status=400,
+            type="validation_error",
+            fields={"max_tokens": [f"At most {model.max_output_tokens}."]},
         )
     if temperature is None and agent is not None:
         temperature = agent.temperature
     new_message = {"role": Role.USER.value, "content": content}
     fitted = fit_to_context(
-        model=model, system_prompt=agent.system_prompt if agent else "", history=_history(dialog),
-        new_message=new_message, max_tokens=max_tokens,
+        model=model,
+        system_prompt=agent.system_prompt if agent else "",
+        history=_history(dialog),
+        new_message=new_message,
+        max_tokens=max_tokens,
     )
     # Admitted first (a refused message is not stored), in its own short statement (see
     # completion_admit).
-    admission = completion_admit(user=user, api_key=api_key, model=model, prompt_tokens=fitted.prompt_tokens,
-                                 max_tokens=max_tokens)
+    admission = completion_admit(
+        user=user, api_key=api_key, model=model, prompt_tokens=fitted.prompt_tokens, max_tokens=max_tokens
+    )
     try:
         with transaction.atomic():
             user_message = Message.objects.create(dialog=dialog, role=Role.USER, content=content, model=model)
@@ -97,23 +102,43 @@ def message_prepare(*, user, dialog_id: int, content: str, max_tokens: int | Non
     return Prepared(dialog, user_message, admission, request)
 
 
-def message_finish(prepared: Prepared, *, text: str, usage: Usage | None, status: str,
-                   error: ProviderError | None = None, request_id: str = "",
-                   latency_ms: int | None = None) -> Message:
+def message_finish(
+    prepared: Prepared,
+    *,
+    text: str,
+    usage: Usage | None,
+    status: str,
+    error: ProviderError | None = None,
+    request_id: str = "",
+    latency_ms: int | None = None,
+) -> Message:
     """Store the assistant's message (also when the vendor failed) and bill it, in one transaction."""
     model = prepared.admission.model
     billed = billed_usage(prepared.admission, usage=usage, text=text)
     with transaction.atomic():
         message = Message.objects.create(
-            dialog=prepared.dialog, role=Role.ASSISTANT, content=text, model=model,
-            status=status, request_id=request_id[:200], latency_ms=latency_ms,
-            error_type=error.kind if error else "", error_message=error.message if error else "",
-            prompt_tokens=billed.prompt_tokens, completion_tokens=billed.completion_tokens,
+            dialog=prepared.dialog,
+            role=Role.ASSISTANT,
+            content=text,
+            model=model,
+            status=status,
+            request_id=request_id[:200],
+            latency_ms=latency_ms,
+            error_type=error.kind if error else "",
+            error_message=error.message if error else "",
+            prompt_tokens=billed.prompt_tokens,
+            completion_tokens=billed.completion_tokens,
             cost=model.cost(billed.prompt_tokens, billed.completion_tokens),
         )
         # The dialog's updated_at moved when the user's message was stored (message_prepare).
-        completion_settle(admission=prepared.admission, status=status, usage=billed, request_id=request_id,
-                          dialog=prepared.dialog, message=message)
+        completion_settle(
+            admission=prepared.admission,
+            status=status,
+            usage=billed,
+            request_id=request_id,
+            dialog=prepared.dialog,
+            message=message,
+        )
     return message
 
 
@@ -137,18 +162,40 @@ async def message_reply(prepared: Prepared) -> dict:
     try:
         completion = await complete_with_retries(get_provider(prepared.admission.model), prepared.request)
     except ProviderError as error:
-        message = await db_phase(message_finish, prepared, text="", usage=None, status=MessageStatus.ERROR,
-                                 error=error, request_id=error.request_id, latency_ms=_elapsed_ms(started))
-        raise from_provider_error(error, user_message_id=prepared.user_message.pk,
-                                  assistant_message_id=message.pk) from error
+        message = await db_phase(
+            message_finish,
+            prepared,
+            text="",
+            usage=None,
+            status=MessageStatus.ERROR,
+            error=error,
+            request_id=error.request_id,
+            latency_ms=_elapsed_ms(started),
+        )
+        raise from_provider_error(
+            error, user_message_id=prepared.user_message.pk, assistant_message_id=message.pk
+        ) from error
     except BaseException:
         # The client went away: nothing was received, so nothing is charged.
-        await asyncio.shield(db_phase(message_finish, prepared, text="", usage=None,
-                                      status=MessageStatus.INCOMPLETE, latency_ms=_elapsed_ms(started)))
+        await asyncio.shield(
+            db_phase(
+                message_finish,
+                prepared,
+                text="",
+                usage=None,
+                status=MessageStatus.INCOMPLETE,
+                latency_ms=_elapsed_ms(started),
+            )
+        )
         raise
     message = await db_phase(
-        message_finish, prepared, text=completion.text, usage=completion.usage, status=MessageStatus.OK,
-        request_id=completion.request_id, latency_ms=_elapsed_ms(started),
+        message_finish,
+        prepared,
+        text=completion.text,
+        usage=completion.usage,
+        status=MessageStatus.OK,
+        request_id=completion.request_id,
+        latency_ms=_elapsed_ms(started),
     )
     return {
         "user_message": message_data(prepared.user_message),
@@ -180,22 +227,36 @@ async def message_reply_stream(prepared: Prepared) -> AsyncIterator[bytes]:
         request_id = request_id or exc.request_id
     except BaseException:
         # The client hung up (CancelledError / GeneratorExit): keep and bill what was produced.
-        await asyncio.shield(db_phase(
-            message_finish, prepared, text="".join(parts), usage=usage, status=MessageStatus.INCOMPLETE,
-            request_id=request_id, latency_ms=_elapsed_ms(started),
-        ))
+        await asyncio.shield(
+            db_phase(
+                message_finish,
+                prepared,
+                text="".join(parts),
+                usage=usage,
+                status=MessageStatus.INCOMPLETE,
+                request_id=request_id,
+                latency_ms=_elapsed_ms(started),
+            )
+        )
         raise
     if error is None:
         status = MessageStatus.OK
     else:
         status = MessageStatus.INCOMPLETE if parts else MessageStatus.ERROR
     message = await db_phase(
-        message_finish, prepared, text="".join(parts), usage=usage, status=status, error=error,
-        request_id=request_id, latency_ms=_elapsed_ms(started),
+        message_finish,
+        prepared,
+        text="".join(parts),
+        usage=usage,
+        status=status,
+        error=error,
+        request_id=request_id,
+        latency_ms=_elapsed_ms(started),
     )
     if error is not None:
-        body = from_provider_error(error, user_message_id=prepared.user_message.pk,
-                                   assistant_message_id=message.pk).body()
+        body = from_provider_error(
+            error, user_message_id=prepared.user_message.pk, assistant_message_id=message.pk
+        ).body()
         body["error"]["status"] = error.status
         yield sse("error", body)
         return

@@ -1,4 +1,3 @@
-
 from asgiref.sync import sync_to_async
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -55,8 +54,14 @@ def _prepare(request, dialog_id: int, data: dict):
         user, api_key = authenticate_request(request, reserves_on_key=True)
     except exceptions.APIException as exc:
         raise from_api_exception(exc) from exc
-    return message_prepare(user=user, api_key=api_key, dialog_id=dialog_id, content=data["content"],
-                           max_tokens=data.get("max_tokens"), temperature=data.get("temperature"))
+    return message_prepare(
+        user=user,
+        api_key=api_key,
+        dialog_id=dialog_id,
+        content=data["content"],
+        max_tokens=data.get("max_tokens"),
+        temperature=data.get("temperature"),
+    )
 
 
 def _wants_stream(request, data: dict) -> bool:

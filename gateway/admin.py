@@ -9,8 +9,16 @@ class APIKeyAdmin(admin.ModelAdmin):
     list_display = ["name", "prefix", "user", "created_at", "last_used_at", "expires_at", "revoked_at"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter), "created_at"]
     search_fields = ["name", "prefix", "user__username"]
-    readonly_fields = ["prefix", "key_hash", "created_at", "last_used_at", "used_tokens",
-                       "reserved_tokens", "used_usd", "reserved_usd"]
+    readonly_fields = [
+        "prefix",
+        "key_hash",
+        "created_at",
+        "last_used_at",
+        "used_tokens",
+        "reserved_tokens",
+        "used_usd",
+        "reserved_usd",
+    ]
     list_select_related = ["user"]
     actions = ["revoke"]
 

@@ -138,9 +138,7 @@ def _external_user(token: str):
     except jwt.InvalidTokenError as exc:
         raise exceptions.AuthenticationFailed(_reason(exc)) from exc
     username = str(claims.get(settings.JWT_USERNAME_CLAIM) or claims["sub"])[:150]
-    user, _ = get_user_model().objects.get_or_create(
-        username=username, defaults={"email": claims.get("email", "")}
-    )
+    user, _ = get_user_model().objects.get_or_create(username=username, defaults={"email": claims.get("email", "")})
     if not user.is_active:
         raise exceptions.AuthenticationFailed("This user is inactive.")
     return user
@@ -149,9 +147,12 @@ def _external_user(token: str):
 def _own_token_reason(token: str) -> str:
     """simplejwt says only "Token is invalid"; say why (bad signature, ...) when PyJWT can."""
     try:
-        jwt.decode(token, settings.SIMPLE_JWT["SIGNING_KEY"],
-                   algorithms=[settings.SIMPLE_JWT["ALGORITHM"]],
-                   options={"verify_aud": False, "verify_iss": False})
+        jwt.decode(
+            token,
+            settings.SIMPLE_JWT["SIGNING_KEY"],
+            algorithms=[settings.SIMPLE_JWT["ALGORITHM"]],
+            options={"verify_aud": False, "verify_iss": False},
+        )
     except jwt.InvalidTokenError as exc:
         return _reason(exc)
     return "Token is invalid."
@@ -216,9 +217,12 @@ class APIKeyScheme(OpenApiAuthenticationExtension):
     name = "apiKeyAuth"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "header", "name": "X-API-Key",
-                "description": f"A gateway API key ({KEY_PREFIX}...), also accepted as a bearer "
-                               "token."}
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": f"A gateway API key ({KEY_PREFIX}...), also accepted as a bearer token.",
+        }
 
 
 class GatewayJWTScheme(OpenApiAuthenticationExtension):
@@ -226,5 +230,9 @@ class GatewayJWTScheme(OpenApiAuthenticationExtension):
     name = "jwtAuth"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                "description": "A token from /api/auth/token/, or an RS256 token from JWT_ISSUER."}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "A token from /api/auth/token/, or an RS256 token from JWT_ISSUER.",
+        }

@@ -48,8 +48,12 @@ async def db_phase(fn, /, *args, **kwargs):
             logger.warning("A database phase failed: %s", exc)
             # The database is down or, despite the slots, no connection came in time: the
             # client may retry; a 500 would say the gateway is broken.
-            raise GatewayError("The database is busy or unavailable; retry shortly.", status=503,
-                               type="service_unavailable", headers={"Retry-After": "1"}) from exc
+            raise GatewayError(
+                "The database is busy or unavailable; retry shortly.",
+                status=503,
+                type="service_unavailable",
+                headers={"Retry-After": "1"},
+            ) from exc
         finally:
             if not connection.in_atomic_block:
                 connection.close()

@@ -14,8 +14,9 @@ class GatewayError(Exception):
     status = 400
     type = "bad_request"
 
-    def __init__(self, message: str, *, status: int | None = None, type: str | None = None,
-                 headers: dict | None = None, **extra):
+    def __init__(
+        self, message: str, *, status: int | None = None, type: str | None = None, headers: dict | None = None, **extra
+    ):
         super().__init__(message)
         self.message = message
         if status is not None:
@@ -103,8 +104,7 @@ def not_found(request, exception=None):
 
 
 def server_error(request):
-    return JsonResponse(error_body("server_error", "The gateway failed to handle this request."),
-                        status=500)
+    return JsonResponse(error_body("server_error", "The gateway failed to handle this request."), status=500)
 
 
 def bad_request(request, exception=None):
@@ -132,8 +132,13 @@ def from_provider_error(error, **extra) -> GatewayError:
     headers = {}
     if error.status == 429:
         headers["Retry-After"] = str(max(int(error.retry_after or 1), 1))
-    return GatewayError(error.message, status=error.status, type=PROVIDER_ERROR_TYPES.get(error.kind, "provider_error"),
-                        headers=headers, **extra)
+    return GatewayError(
+        error.message,
+        status=error.status,
+        type=PROVIDER_ERROR_TYPES.get(error.kind, "provider_error"),
+        headers=headers,
+        **extra,
+    )
 
 
 def from_api_exception(exc) -> GatewayError:
@@ -141,8 +146,9 @@ def from_api_exception(exc) -> GatewayError:
     response = api_exception_handler(exc, {})
     body = response.data["error"]
     headers = {k: response[k] for k in ("WWW-Authenticate", "Retry-After") if response.has_header(k)}
-    return GatewayError(body.pop("message"), status=response.status_code, type=body.pop("type"),
-                        headers=headers, **body)
+    return GatewayError(
+        body.pop("message"), status=response.status_code, type=body.pop("type"), headers=headers, **body
+    )
 
 
 def json_object(raw: bytes) -> dict:

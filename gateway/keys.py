@@ -16,28 +16,42 @@ def api_key_create(*, user, name: str, allowed_models=(), **limits) -> tuple[API
     """A new key for `user` and its secret, which is not stored anywhere: only its hash is."""
     secret = APIKey.new_secret()
     with transaction.atomic():
-        key = APIKey.objects.create(user=user, name=name, key_hash=hash_key(secret),
-                                    prefix=secret[:KEY_PREFIX_LENGTH], **limits)
+        key = APIKey.objects.create(
+            user=user, name=name, key_hash=hash_key(secret), prefix=secret[:KEY_PREFIX_LENGTH], **limits
+        )
         if allowed_models:
             key.allowed_models.set(allowed_models)
     return key, secret
 
 
 class APIKeySerializer(serializers.ModelSerializer):
-    allowed_models = serializers.SlugRelatedField(slug_field="name", many=True, required=False,
-                                                  queryset=LLMModel.objects.all())
+    allowed_models = serializers.SlugRelatedField(
+        slug_field="name", many=True, required=False, queryset=LLMModel.objects.all()
+    )
     token_limit = serializers.IntegerField(min_value=0, required=False, allow_null=True)
-    usd_limit = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=0, required=False,
-                                         allow_null=True)
+    usd_limit = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=0, required=False, allow_null=True)
     active = serializers.BooleanField(source="is_active", read_only=True)
 
     class Meta:
         model = APIKey
-        fields = ["id", "name", "prefix", "allowed_models", "token_limit", "usd_limit", "requests_per_minute",
-                  "tokens_per_minute", "used_tokens", "used_usd", "created_at", "last_used_at", "expires_at",
-                  "revoked_at", "active"]
-        read_only_fields = ["id", "prefix", "used_tokens", "used_usd", "created_at", "last_used_at",
-                            "revoked_at"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "allowed_models",
+            "token_limit",
+            "usd_limit",
+            "requests_per_minute",
+            "tokens_per_minute",
+            "used_tokens",
+            "used_usd",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "revoked_at",
+            "active",
+        ]
+        read_only_fields = ["id", "prefix", "used_tokens", "used_usd", "created_at", "last_used_at", "revoked_at"]
 
     def validate_expires_at(self, value):
         if value is not None and value <= timezone.now():
@@ -45,8 +59,14 @@ class APIKeySerializer(serializers.ModelSerializer):
         return value
 
 
-class APIKeyViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                    mixins.UpdateModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class APIKeyViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
     """The signed-in user's API keys. POST returns the secret once (`key`); DELETE revokes."""
 
     serializer_class = APIKeySerializer

@@ -27,15 +27,19 @@ class APIKey(models.Model):
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=16, help_text="The first characters, to recognise the key.")
     key_hash = models.CharField(max_length=64, unique=True)
-    allowed_models = models.ManyToManyField("llm_models.LLMModel", blank=True, related_name="+",
-                                            help_text="Empty = every enabled model.")
-    token_limit = models.BigIntegerField(null=True, blank=True,
-                                         help_text="This key's own total, inside the user's quota.")
+    allowed_models = models.ManyToManyField(
+        "llm_models.LLMModel", blank=True, related_name="+", help_text="Empty = every enabled model."
+    )
+    token_limit = models.BigIntegerField(
+        null=True, blank=True, help_text="This key's own total, inside the user's quota."
+    )
     usd_limit = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
-    requests_per_minute = models.PositiveIntegerField(null=True, blank=True,
-                                                      help_text="This key's own rate, inside the user's.")
-    tokens_per_minute = models.PositiveIntegerField(null=True, blank=True,
-                                                    help_text="This key's own rate, inside the user's.")
+    requests_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="This key's own rate, inside the user's."
+    )
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="This key's own rate, inside the user's."
+    )
     used_tokens = models.BigIntegerField(default=0)
     reserved_tokens = models.BigIntegerField(default=0)
     used_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)

@@ -4,13 +4,18 @@ async completion endpoints, which are plain Django views (DRF views cannot strea
 ERROR = {
     "type": "object",
     "required": ["error"],
-    "properties": {"error": {
-        "type": "object", "required": ["type", "message"],
-        "properties": {"type": {"type": "string", "example": "validation_error"},
-                       "message": {"type": "string"},
-                       "fields": {"type": "object", "description": "Per-field messages (validation errors)."}},
-        "additionalProperties": True,
-    }},
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {
+                "type": {"type": "string", "example": "validation_error"},
+                "message": {"type": "string"},
+                "fields": {"type": "object", "description": "Per-field messages (validation errors)."},
+            },
+            "additionalProperties": True,
+        }
+    },
 }
 ERROR_STATUSES = {
     "400": "Bad input (validation_error, invalid_request)",
@@ -30,8 +35,9 @@ COMPLETION_ERRORS = {
 
 def _errors(statuses: dict) -> dict:
     ref = {"$ref": "#/components/schemas/Error"}
-    return {code: {"description": text, "content": {"application/json": {"schema": ref}}}
-            for code, text in statuses.items()}
+    return {
+        code: {"description": text, "content": {"application/json": {"schema": ref}}} for code, text in statuses.items()
+    }
 
 
 def _json(schema: dict) -> dict:
@@ -41,51 +47,98 @@ def _json(schema: dict) -> dict:
 SECURITY = [{"jwtAuth": []}, {"apiKeyAuth": []}]
 OBJECT = {"type": "object", "additionalProperties": True}
 MESSAGE_CREATE = {
-    "type": "object", "required": ["content"],
-    "properties": {"content": {"type": "string"}, "stream": {"type": "boolean", "default": False},
-                   "max_tokens": {"type": "integer", "minimum": 1, "nullable": True},
-                   "temperature": {"type": "number", "minimum": 0, "maximum": 2, "nullable": True}},
+    "type": "object",
+    "required": ["content"],
+    "properties": {
+        "content": {"type": "string"},
+        "stream": {"type": "boolean", "default": False},
+        "max_tokens": {"type": "integer", "minimum": 1, "nullable": True},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2, "nullable": True},
+    },
 }
-SSE = {"text/event-stream": {"schema": {"type": "string", "description": (
-    "Server-Sent Events. Dialogs: message, delta {text}, usage, done | error. "
-    "/v1/chat/completions: OpenAI chat.completion.chunk data lines, then [DONE]. "
-    "/v1/messages: Anthropic message_start ... message_stop events.")}}}
+SSE = {
+    "text/event-stream": {
+        "schema": {
+            "type": "string",
+            "description": (
+                "Server-Sent Events. Dialogs: message, delta {text}, usage, done | error. "
+                "/v1/chat/completions: OpenAI chat.completion.chunk data lines, then [DONE]. "
+                "/v1/messages: Anthropic message_start ... message_stop events."
+            ),
+        }
+    }
+}
 
 
 def _completion_paths() -> dict:
     dialog_id = [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}]
     return {
         "/api/dialogs/{id}/messages/": {
-            "get": {"operationId": "dialogs_messages_list", "tags": ["dialogs"], "security": SECURITY,
-                    "summary": "A dialog's history, oldest first (paginated)", "parameters": [
-                        *dialog_id, {"name": "page", "in": "query", "schema": {"type": "integer"}}],
-                    "responses": {"200": {"description": "Messages", "content": _json(OBJECT)},
-                                  **_errors(ERROR_STATUSES)}},
-            "post": {"operationId": "dialogs_messages_create", "tags": ["dialogs"], "security": SECURITY,
-                     "summary": "Send a message; get the model's reply, whole or streamed",
-                     "parameters": dialog_id, "requestBody": {"required": True, "content": _json(MESSAGE_CREATE)},
-                     "responses": {"201": {"description": "user_message, assistant_message, usage",
-                                           "content": {**_json(OBJECT), **SSE}},
-                                   **_errors({**ERROR_STATUSES, **COMPLETION_ERRORS})}},
+            "get": {
+                "operationId": "dialogs_messages_list",
+                "tags": ["dialogs"],
+                "security": SECURITY,
+                "summary": "A dialog's history, oldest first (paginated)",
+                "parameters": [*dialog_id, {"name": "page", "in": "query", "schema": {"type": "integer"}}],
+                "responses": {"200": {"description": "Messages", "content": _json(OBJECT)}, **_errors(ERROR_STATUSES)},
+            },
+            "post": {
+                "operationId": "dialogs_messages_create",
+                "tags": ["dialogs"],
+                "security": SECURITY,
+                "summary": "Send a message; get the model's reply, whole or streamed",
+                "parameters": dialog_id,
+                "requestBody": {"required": True, "content": _json(MESSAGE_CREATE)},
+                "responses": {
+                    "201": {
+                        "description": "user_message, assistant_message, usage",
+                        "content": {**_json(OBJECT), **SSE},
+                    },
+                    **_errors({**ERROR_STATUSES, **COMPLETION_ERRORS}),
+                },
+            },
         },
-        "/v1/chat/completions": {"post": {
-            "operationId": "openai_chat_completions", "tags": ["vendor-compatible"], "security": SECURITY,
-            "summary": "OpenAI-compatible chat completions (any catalog model)",
-            "requestBody": {"required": True, "content": _json(OBJECT)},
-            "responses": {"200": {"description": "chat.completion, or chat.completion.chunk events",
-                                  "content": {**_json(OBJECT), **SSE}},
-                          **_errors({**ERROR_STATUSES, **COMPLETION_ERRORS})}}},
-        "/v1/models": {"get": {
-            "operationId": "openai_models_list", "tags": ["vendor-compatible"], "security": SECURITY,
-            "summary": "The enabled models in OpenAI's list format",
-            "responses": {"200": {"description": "A model list", "content": _json(OBJECT)},
-                          **_errors({"401": ERROR_STATUSES["401"]})}}},
-        "/v1/messages": {"post": {
-            "operationId": "anthropic_messages", "tags": ["vendor-compatible"], "security": SECURITY,
-            "summary": "Anthropic-compatible Messages API (any catalog model)",
-            "requestBody": {"required": True, "content": _json(OBJECT)},
-            "responses": {"200": {"description": "A message, or its SSE events", "content": {**_json(OBJECT), **SSE}},
-                          **_errors({**ERROR_STATUSES, **COMPLETION_ERRORS})}}},
+        "/v1/chat/completions": {
+            "post": {
+                "operationId": "openai_chat_completions",
+                "tags": ["vendor-compatible"],
+                "security": SECURITY,
+                "summary": "OpenAI-compatible chat completions (any catalog model)",
+                "requestBody": {"required": True, "content": _json(OBJECT)},
+                "responses": {
+                    "200": {
+                        "description": "chat.completion, or chat.completion.chunk events",
+                        "content": {**_json(OBJECT), **SSE},
+                    },
+                    **_errors({**ERROR_STATUSES, **COMPLETION_ERRORS}),
+                },
+            }
+        },
+        "/v1/models": {
+            "get": {
+                "operationId": "openai_models_list",
+                "tags": ["vendor-compatible"],
+                "security": SECURITY,
+                "summary": "The enabled models in OpenAI's list format",
+                "responses": {
+                    "200": {"description": "A model list", "content": _json(OBJECT)},
+                    **_errors({"401": ERROR_STATUSES["401"]}),
+                },
+            }
+        },
+        "/v1/messages": {
+            "post": {
+                "operationId": "anthropic_messages",
+                "tags": ["vendor-compatible"],
+                "security": SECURITY,
+                "summary": "Anthropic-compatible Messages API (any catalog model)",
+                "requestBody": {"required": True, "content": _json(OBJECT)},
+                "responses": {
+                    "200": {"description": "A message, or its SSE events", "content": {**_json(OBJECT), **SSE}},
+                    **_errors({**ERROR_STATUSES, **COMPLETION_ERRORS}),
+                },
+            }
+        },
     }
 
 

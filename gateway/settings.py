@@ -238,6 +238,5 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     # httpx2 (the vendor SDKs' HTTP stack) logs every request at INFO: too much for a gateway.
-    "loggers": {"django.request": {"level": "ERROR"}, "httpx2": {"level": "WARNING"},
-                "httpx": {"level": "WARNING"}},
+    "loggers": {"django.request": {"level": "ERROR"}, "httpx2": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
 }

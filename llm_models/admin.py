@@ -6,8 +6,16 @@ from llm_models.models import LLMModel
 
 @admin.register(LLMModel)
 class LLMModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "provider", "provider_model", "context_window", "max_output_tokens",
-                    "input_price_per_1k", "output_price_per_1k", "enabled"]
+    list_display = [
+        "name",
+        "provider",
+        "provider_model",
+        "context_window",
+        "max_output_tokens",
+        "input_price_per_1k",
+        "output_price_per_1k",
+        "enabled",
+    ]
     list_filter = ["provider", "enabled"]
     search_fields = ["name", "provider_model"]
     list_editable = ["enabled"]

@@ -25,8 +25,9 @@ class LLMModelQuerySet(models.QuerySet):
 class LLMModel(models.Model):
     """A model the gateway offers, under its public `name`, with its vendor id and prices."""
 
-    name = models.CharField(max_length=100, unique=True, validators=[validate_model_name],
-                            help_text="The gateway's public name.")
+    name = models.CharField(
+        max_length=100, unique=True, validators=[validate_model_name], help_text="The gateway's public name."
+    )
     provider = models.CharField(max_length=32, choices=Provider.choices)
     provider_model = models.CharField(max_length=200, help_text="The vendor's model id.")
     context_window = models.PositiveIntegerField()
@@ -39,11 +40,15 @@ class LLMModel(models.Model):
         help_text="For OpenAI-compatible servers (vLLM, Ollama, ...); empty = vendor default.",
     )
     api_key_env = models.CharField(
-        max_length=100, blank=True,
+        max_length=100,
+        blank=True,
         help_text="Name of the environment variable holding this server's API key (never the key).",
         # Only *_API_KEY names, so a row cannot send the gateway's own secrets to a server it names.
-        validators=[RegexValidator(r"^[A-Z][A-Z0-9_]*_API_KEY$",
-                                   "Name an environment variable ending in _API_KEY (e.g. VLLM_API_KEY).")],
+        validators=[
+            RegexValidator(
+                r"^[A-Z][A-Z0-9_]*_API_KEY$", "Name an environment variable ending in _API_KEY (e.g. VLLM_API_KEY)."
+            )
+        ],
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -54,18 +59,14 @@ class LLMModel(models.Model):
         ordering = ["name"]
         verbose_name = "LLM model"
         constraints = [
-            models.CheckConstraint(condition=Q(context_window__gt=0),
-                                   name="llm_context_window_positive"),
-            models.CheckConstraint(condition=Q(max_output_tokens__gt=0),
-                                   name="llm_max_output_positive"),
+            models.CheckConstraint(condition=Q(context_window__gt=0), name="llm_context_window_positive"),
+            models.CheckConstraint(condition=Q(max_output_tokens__gt=0), name="llm_max_output_positive"),
             models.CheckConstraint(
                 condition=Q(max_output_tokens__lte=models.F("context_window")),
                 name="llm_output_within_context",
             ),
-            models.CheckConstraint(condition=Q(input_price_per_1k__gte=0),
-                                   name="llm_input_price_non_negative"),
-            models.CheckConstraint(condition=Q(output_price_per_1k__gte=0),
-                                   name="llm_output_price_non_negative"),
+            models.CheckConstraint(condition=Q(input_price_per_1k__gte=0), name="llm_input_price_non_negative"),
+            models.CheckConstraint(condition=Q(output_price_per_1k__gte=0), name="llm_output_price_non_negative"),
         ]
 
     def __str__(self):
@@ -74,6 +75,5 @@ class LLMModel(models.Model):
     def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
         """USD for this many tokens, exact to the cent's ten-thousandth and beyond."""
         return (
-            Decimal(prompt_tokens) * self.input_price_per_1k
-            + Decimal(completion_tokens) * self.output_price_per_1k
+            Decimal(prompt_tokens) * self.input_price_per_1k + Decimal(completion_tokens) * self.output_price_per_1k
         ) / 1000

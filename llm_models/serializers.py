@@ -3,8 +3,17 @@ from rest_framework import serializers
 from llm_models.models import LLMModel
 
 PUBLIC_FIELDS = [
-    "name", "provider", "provider_model", "context_window", "max_output_tokens",
-    "input_price_per_1k", "output_price_per_1k", "enabled", "base_url", "created_at", "updated_at",
+    "name",
+    "provider",
+    "provider_model",
+    "context_window",
+    "max_output_tokens",
+    "input_price_per_1k",
+    "output_price_per_1k",
+    "enabled",
+    "base_url",
+    "created_at",
+    "updated_at",
 ]
 
 
@@ -27,9 +36,7 @@ class LLMModelAdminSerializer(serializers.ModelSerializer):
         context = attrs.get("context_window", getattr(self.instance, "context_window", None))
         output = attrs.get("max_output_tokens", getattr(self.instance, "max_output_tokens", None))
         if context and output and output > context:
-            raise serializers.ValidationError(
-                {"max_output_tokens": f"Must not exceed context_window ({context})."}
-            )
+            raise serializers.ValidationError({"max_output_tokens": f"Must not exceed context_window ({context})."})
         for field in ("input_price_per_1k", "output_price_per_1k"):
             if field in attrs and attrs[field] < 0:
                 raise serializers.ValidationError({field: "Must not be negative."})

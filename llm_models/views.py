@@ -16,8 +16,11 @@ class LLMModelViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class LLMModelAdminViewSet(
-    mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
-    mixins.ListModelMixin, viewsets.GenericViewSet,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.ListModelMixin,
+    viewsets.GenericViewSet,
 ):
     """Staff manage the catalog; a model is disabled (PATCH enabled=false), never deleted,
     because usage records and dialogs refer to it."""

@@ -56,11 +56,24 @@ def gateway_processes(count: int, *, redis: bool, env: dict | None = None):
     try:
         for _ in range(count):
             port = free_port()
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "gateway.asgi:application", "--host", "127.0.0.1",
-                 "--port", str(port), "--log-level", "warning"],
-                cwd=ROOT, env=base_env,
-            ))
+            processes.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "uvicorn",
+                        "gateway.asgi:application",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--log-level",
+                        "warning",
+                    ],
+                    cwd=ROOT,
+                    env=base_env,
+                )
+            )
             urls.append(f"http://127.0.0.1:{port}")
         for url in urls:
             _wait_healthy(url)
@@ -103,8 +116,9 @@ class ThreadedGateway:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(application, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off", access_log=False)
+        config = uvicorn.Config(
+            application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", access_log=False
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="gateway-uvicorn", daemon=True)
 

@@ -14,16 +14,24 @@ from gateway.compat.calls import CallParams, call_complete, call_prepare, call_s
 from gateway.db import db_phase
 from gateway.errors import GatewayError, json_object
 
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
-               422: "invalid_request_error", 429: "rate_limit_error", 502: "api_error",
-               503: "overloaded_error", 504: "api_error"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "api_error",
+}
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}
 
 
 def anthropic_error_body(error: GatewayError) -> dict:
-    return {"type": "error", "error": {"type": ERROR_TYPES.get(error.status, "api_error"),
-                                       "message": error.message}}
+    return {"type": "error", "error": {"type": ERROR_TYPES.get(error.status, "api_error"), "message": error.message}}
 
 
 def anthropic_error(error: GatewayError) -> JsonResponse:
@@ -62,19 +70,25 @@ def parse_messages_request(raw: bytes) -> tuple[CallParams, bool]:
             raise GatewayError("messages: each role must be 'user' or 'assistant'", type="invalid_request")
         messages.append({"role": message["role"], "content": _text(message.get("content"), "messages")})
     max_tokens = body.get("max_tokens")
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
-                                   or max_tokens < 1):
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
         raise GatewayError("max_tokens: must be a positive integer", type="invalid_request")
     stop = body.get("stop_sequences")
     if stop is not None and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
         raise GatewayError("stop_sequences: must be a list of strings", type="invalid_request")
     for name, high in (("temperature", 1), ("top_p", 1)):
         value = body.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or not 0 <= value <= high):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high
+        ):
             raise GatewayError(f"{name}: must be a number from 0 to {high}", type="invalid_request")
-    params = CallParams(model=model, messages=messages, max_tokens=max_tokens, stop=stop or None,
-                        temperature=body.get("temperature"), top_p=body.get("top_p"))
+    params = CallParams(
+        model=model,
+        messages=messages,
+        max_tokens=max_tokens,
+        stop=stop or None,
+        temperature=body.get("temperature"),
+        top_p=body.get("top_p"),
+    )
     return params, bool(body.get("stream"))
 
 
@@ -88,25 +102,45 @@ def _message_id() -> str:
 
 async def _sse(call, items):
     model = call.model.name
-    yield _event("message_start", {"type": "message_start", "message": {
-        "id": _message_id(), "type": "message", "role": "assistant", "model": model, "content": [],
-        "stop_reason": None, "stop_sequence": None,
-        "usage": {"input_tokens": call.admission.prompt_tokens, "output_tokens": 0}}})
-    yield _event("content_block_start", {"type": "content_block_start", "index": 0,
-                                         "content_block": {"type": "text", "text": ""}})
+    yield _event(
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {
+                "id": _message_id(),
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": call.admission.prompt_tokens, "output_tokens": 0},
+            },
+        },
+    )
+    yield _event(
+        "content_block_start",
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    )
     async for item in items:
         if isinstance(item, GatewayError):
             yield _event("error", anthropic_error_body(item))
             return
         if item.text:
-            yield _event("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                 "delta": {"type": "text_delta", "text": item.text}})
+            yield _event(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": item.text}},
+            )
         elif item.usage is not None:
             yield _event("content_block_stop", {"type": "content_block_stop", "index": 0})
-            yield _event("message_delta", {
-                "type": "message_delta",
-                "delta": {"stop_reason": STOP_REASONS.get(item.finish_reason, "end_turn"), "stop_sequence": None},
-                "usage": {"input_tokens": item.usage.prompt_tokens, "output_tokens": item.usage.completion_tokens}})
+            yield _event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": STOP_REASONS.get(item.finish_reason, "end_turn"), "stop_sequence": None},
+                    "usage": {"input_tokens": item.usage.prompt_tokens, "output_tokens": item.usage.completion_tokens},
+                },
+            )
             yield _event("message_stop", {"type": "message_stop"})
 
 
@@ -126,10 +160,18 @@ async def messages(request):
         completion = await call_complete(call)
     except GatewayError as error:
         return anthropic_error(error)
-    return JsonResponse({
-        "id": _message_id(), "type": "message", "role": "assistant", "model": call.model.name,
-        "content": [{"type": "text", "text": completion.text}],
-        "stop_reason": STOP_REASONS.get(completion.finish_reason, "end_turn"), "stop_sequence": None,
-        "usage": {"input_tokens": completion.usage.prompt_tokens,
-                  "output_tokens": completion.usage.completion_tokens},
-    })
+    return JsonResponse(
+        {
+            "id": _message_id(),
+            "type": "message",
+            "role": "assistant",
+            "model": call.model.name,
+            "content": [{"type": "text", "text": completion.text}],
+            "stop_reason": STOP_REASONS.get(completion.finish_reason, "end_turn"),
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": completion.usage.prompt_tokens,
+                "output_tokens": completion.usage.completion_tokens,
+            },
+        }
+    )

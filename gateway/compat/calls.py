@@ -58,29 +58,46 @@ def call_prepare(http_request, params: CallParams, *, endpoint: str) -> Call:
         raise from_api_exception(exc) from exc
     model = catalog.model_get(params.model)
     if model is None or not model.enabled:
-        raise GatewayError(f"The model '{params.model}' does not exist or is disabled.", status=404,
-                           type="model_not_found", param="model")
+        raise GatewayError(
+            f"The model '{params.model}' does not exist or is disabled.",
+            status=404,
+            type="model_not_found",
+            param="model",
+        )
     max_tokens = params.max_tokens or model.max_output_tokens
     if max_tokens > model.max_output_tokens:
-        raise GatewayError(f"max_tokens is at most {model.max_output_tokens} for {model.name}.",
-                           type="invalid_request", param="max_tokens")
+        raise GatewayError(
+            f"max_tokens is at most {model.max_output_tokens} for {model.name}.",
+            type="invalid_request",
+            param="max_tokens",
+        )
     prompt_tokens = count_messages(model.provider, model.provider_model, params.messages)
     if prompt_tokens + max_tokens > model.context_window:
         raise GatewayError(
             f"This model's maximum context length is {model.context_window} tokens; the messages need "
             f"{prompt_tokens} and {max_tokens} are kept for the reply.",
-            status=400, type="context_length_exceeded", param="messages",
+            status=400,
+            type="context_length_exceeded",
+            param="messages",
         )
-    admission = completion_admit(user=user, api_key=api_key, model=model, prompt_tokens=prompt_tokens,
-                                 max_tokens=max_tokens)
-    request = build_request(model, messages=params.messages, max_tokens=max_tokens,
-                            temperature=params.temperature, top_p=params.top_p, stop=params.stop)
+    admission = completion_admit(
+        user=user, api_key=api_key, model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens
+    )
+    request = build_request(
+        model,
+        messages=params.messages,
+        max_tokens=max_tokens,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        stop=params.stop,
+    )
     return Call(admission, request, endpoint)
 
 
 def _settle(call: Call, *, status: str, usage=None, text: str = "", request_id: str = ""):
-    return completion_settle(admission=call.admission, status=status, usage=usage, text=text,
-                             request_id=request_id, endpoint=call.endpoint)
+    return completion_settle(
+        admission=call.admission, status=status, usage=usage, text=text, request_id=request_id, endpoint=call.endpoint
+    )
 
 
 async def call_complete(call: Call) -> Completion:
@@ -93,8 +110,9 @@ async def call_complete(call: Call) -> Completion:
     except BaseException:
         await asyncio.shield(db_phase(_settle, call, status="incomplete"))
         raise
-    settlement = await db_phase(_settle, call, status="ok", usage=completion.usage, text=completion.text,
-                                request_id=completion.request_id)
+    settlement = await db_phase(
+        _settle, call, status="ok", usage=completion.usage, text=completion.text, request_id=completion.request_id
+    )
     completion.usage = _usage_of(settlement)
     completion.finish_reason = FINISH_REASONS.get(completion.finish_reason, completion.finish_reason)
     return completion
@@ -119,18 +137,22 @@ async def call_stream(call: Call) -> AsyncIterator[Chunk | GatewayError]:
                 yield Chunk(text=chunk.text, request_id=request_id)
     except ProviderError as error:
         status = "incomplete" if parts else "error"
-        await db_phase(_settle, call, status=status, usage=usage, text="".join(parts),
-                       request_id=request_id or error.request_id)
+        await db_phase(
+            _settle, call, status=status, usage=usage, text="".join(parts), request_id=request_id or error.request_id
+        )
         yield from_provider_error(error)
         return
     except BaseException:
-        await asyncio.shield(db_phase(_settle, call, status="incomplete", usage=usage, text="".join(parts),
-                                      request_id=request_id))
+        await asyncio.shield(
+            db_phase(_settle, call, status="incomplete", usage=usage, text="".join(parts), request_id=request_id)
+        )
         raise
-    settlement = await db_phase(_settle, call, status="ok", usage=usage, text="".join(parts),
-                                request_id=request_id)
-    yield Chunk(usage=_usage_of(settlement), request_id=request_id,
-                finish_reason=FINISH_REASONS.get(finish_reason, finish_reason) or "stop")
+    settlement = await db_phase(_settle, call, status="ok", usage=usage, text="".join(parts), request_id=request_id)
+    yield Chunk(
+        usage=_usage_of(settlement),
+        request_id=request_id,
+        finish_reason=FINISH_REASONS.get(finish_reason, finish_reason) or "stop",
+    )
 
 
 async def call_stream_open(call: Call) -> AsyncIterator[Chunk | GatewayError]:

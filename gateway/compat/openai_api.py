@@ -25,9 +25,15 @@ from llm_models.models import LLMModel
 def openai_error(error: GatewayError) -> JsonResponse:
     # OpenAI's four fields, then the gateway's details (limit, used, resets_at, ...): the SDKs
     # keep unknown fields in `exc.body`.
-    body = {"error": {"message": error.message, "type": error.type, "code": error.type,
-                      "param": error.extra.get("param"),
-                      **{k: v for k, v in error.extra.items() if k != "param"}}}
+    body = {
+        "error": {
+            "message": error.message,
+            "type": error.type,
+            "code": error.type,
+            "param": error.extra.get("param"),
+            **{k: v for k, v in error.extra.items() if k != "param"},
+        }
+    }
     response = JsonResponse(body, status=error.status)
     for name, value in error.headers.items():
         response[name] = value
@@ -44,12 +50,10 @@ def _text(content) -> str:
         texts = []
         for part in content:
             if not isinstance(part, dict) or part.get("type") not in ("text", "input_text"):
-                raise GatewayError("Only text content parts are supported.", type="invalid_request",
-                                   param="messages")
+                raise GatewayError("Only text content parts are supported.", type="invalid_request", param="messages")
             texts.append(str(part.get("text", "")))
         return "".join(texts)
-    raise GatewayError("Message content must be a string or a list of parts.", type="invalid_request",
-                       param="messages")
+    raise GatewayError("Message content must be a string or a list of parts.", type="invalid_request", param="messages")
 
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
@@ -60,8 +64,7 @@ def _number(body: dict, name: str, low: float, high: float) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise GatewayError(f"'{name}' must be a number from {low} to {high}.", type="invalid_request",
-                           param=name)
+        raise GatewayError(f"'{name}' must be a number from {low} to {high}.", type="invalid_request", param=name)
     return value
 
 
@@ -78,21 +81,28 @@ def parse_chat_request(raw: bytes) -> tuple[CallParams, bool, bool]:
     for message in raw_messages:
         role = ROLES.get(message.get("role")) if isinstance(message, dict) else None
         if role is None:
-            raise GatewayError("Each message needs a role: system, developer, user or assistant.",
-                               type="invalid_request", param="messages")
+            raise GatewayError(
+                "Each message needs a role: system, developer, user or assistant.",
+                type="invalid_request",
+                param="messages",
+            )
         messages.append({"role": role, "content": _text(message.get("content"))})
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
-                                   or max_tokens < 1):
-        raise GatewayError("'max_tokens' must be a positive integer.", type="invalid_request",
-                           param="max_tokens")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+        raise GatewayError("'max_tokens' must be a positive integer.", type="invalid_request", param="max_tokens")
     stop = body.get("stop")
     if isinstance(stop, str):
         stop = [stop]
     if stop is not None and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
         raise GatewayError("'stop' must be a string or a list of strings.", type="invalid_request", param="stop")
-    params = CallParams(model=model, messages=messages, max_tokens=max_tokens, stop=stop or None,
-                        temperature=_number(body, "temperature", 0, 2), top_p=_number(body, "top_p", 0, 1))
+    params = CallParams(
+        model=model,
+        messages=messages,
+        max_tokens=max_tokens,
+        stop=stop or None,
+        temperature=_number(body, "temperature", 0, 2),
+        top_p=_number(body, "top_p", 0, 1),
+    )
     stream = bool(body.get("stream"))
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     return params, stream, include_usage
@@ -103,15 +113,23 @@ def _completion_id() -> str:
 
 
 def _usage(usage) -> dict:
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
 
 
-def _chunk(completion_id: str, created: int, model: str, delta: dict, finish_reason=None, usage=None,
-           choices: bool = True) -> bytes:
-    data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
-            if choices else []}
+def _chunk(
+    completion_id: str, created: int, model: str, delta: dict, finish_reason=None, usage=None, choices: bool = True
+) -> bytes:
+    data = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}] if choices else [],
+    }
     if usage is not None:
         data["usage"] = usage
     return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
@@ -150,13 +168,23 @@ async def chat_completions(request):
         completion = await call_complete(call)
     except GatewayError as error:
         return openai_error(error)
-    return JsonResponse({
-        "id": _completion_id(), "object": "chat.completion", "created": int(time.time()),
-        "model": call.model.name,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": completion.text, "refusal": None},
-                     "logprobs": None, "finish_reason": completion.finish_reason or "stop"}],
-        "usage": _usage(completion.usage),
-    })
+    return JsonResponse(
+        {
+            "id": _completion_id(),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": call.model.name,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": completion.text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": completion.finish_reason or "stop",
+                }
+            ],
+            "usage": _usage(completion.usage),
+        }
+    )
 
 
 def _models_list(request) -> list[dict]:

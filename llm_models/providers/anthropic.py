@@ -22,13 +22,18 @@ from llm_models.providers.base import (
 )
 
 # The gateway speaks OpenAI outward, so stop reasons are told in OpenAI's words.
-FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
-                  "refusal": "content_filter"}
+FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "refusal": "content_filter"}
 # error.type of an `event: error` in the middle of a stream -> ProviderError kind.
-KIND_BY_ERROR_TYPE = {"overloaded_error": "server", "api_error": "server",
-                      "rate_limit_error": "rate_limited", "invalid_request_error": "bad_request",
-                      "request_too_large": "bad_request", "authentication_error": "auth",
-                      "permission_error": "auth", "not_found_error": "not_found"}
+KIND_BY_ERROR_TYPE = {
+    "overloaded_error": "server",
+    "api_error": "server",
+    "rate_limit_error": "rate_limited",
+    "invalid_request_error": "bad_request",
+    "request_too_large": "bad_request",
+    "authentication_error": "auth",
+    "permission_error": "auth",
+    "not_found_error": "not_found",
+}
 # Anthropic wants a user turn first; a history that opens with the assistant (an agent's
 # greeting) gets this stand-in rather than losing the greeting. Empty text is refused.
 OPENING_USER_TURN = "..."
@@ -108,20 +113,22 @@ class AnthropicProvider(Provider):
                     elif kind == "message_stop":
                         done = True
                 if not done:
-                    raise ProviderError("the provider's stream ended early", kind="connection",
-                                        request_id=request_id)
+                    raise ProviderError("the provider's stream ended early", kind="connection", request_id=request_id)
                 # Both numbers or none: a half-known usage would under-bill.
                 known = input_tokens is not None and output_tokens is not None
-                yield Chunk(usage=Usage(input_tokens, output_tokens) if known else None,
-                            finish_reason=finish_reason, request_id=request_id)
+                yield Chunk(
+                    usage=Usage(input_tokens, output_tokens) if known else None,
+                    finish_reason=finish_reason,
+                    request_id=request_id,
+                )
         except anthropic.AnthropicError as exc:
             raise _error(exc, request) from exc
         except httpx2.TimeoutException as exc:
-            raise ProviderError("the provider stopped sending in the middle of the answer",
-                                kind="timeout") from exc
+            raise ProviderError("the provider stopped sending in the middle of the answer", kind="timeout") from exc
         except httpx2.TransportError as exc:
-            raise ProviderError("the connection to the provider broke in the middle of the answer",
-                                kind="connection") from exc
+            raise ProviderError(
+                "the connection to the provider broke in the middle of the answer", kind="connection"
+            ) from exc
 
     def _api_key(self, request: CompletionRequest) -> str:
         return api_key_from_env(self.vendor, request.api_key_env or self.default_key_env)
@@ -135,15 +142,13 @@ class AnthropicProvider(Provider):
         key = (asyncio.get_running_loop(), api_key, base_url, timeout)
         if self._client is None or key != self._client_key:
             # max_retries=0: base.complete_with_retries does the retrying, once, for all vendors.
-            self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url,
-                                                    timeout=timeout, max_retries=0)
+            self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
             self._client_key = key
         return self._client
 
     def _params(self, request: CompletionRequest) -> dict:
         system, turns = to_anthropic(request.messages)
-        params: dict = {"model": request.provider_model, "messages": turns,
-                        "max_tokens": request.max_tokens}
+        params: dict = {"model": request.provider_model, "messages": turns, "max_tokens": request.max_tokens}
         if system:
             params["system"] = system
         if request.stop:
@@ -163,8 +168,7 @@ def _parse(data: str, request_id: str) -> dict:
     except ValueError:
         event = None
     if not isinstance(event, dict):
-        raise ProviderError("the provider sent a malformed stream", kind="server",
-                            request_id=request_id)
+        raise ProviderError("the provider sent a malformed stream", kind="server", request_id=request_id)
     if event.get("type") == "error":  # e.g. "overloaded_error" after the stream has begun
         error = event.get("error") or {}
         kind = KIND_BY_ERROR_TYPE.get(error.get("type"), "server")
@@ -187,5 +191,4 @@ def _error(exc: anthropic.AnthropicError, request: CompletionRequest) -> Provide
             retry_after=retry_after_seconds(exc.response.headers),
             request_id=exc.request_id or "",
         )
-    return ProviderError(f"unexpected answer from the provider: {type(exc).__name__}",
-                         kind="server")
+    return ProviderError(f"unexpected answer from the provider: {type(exc).__name__}", kind="server")

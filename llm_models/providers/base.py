@@ -63,8 +63,15 @@ RETRYABLE_KINDS = {"rate_limited", "server", "connection"}
 
 
 class ProviderError(Exception):
-    def __init__(self, message: str, *, kind: str, vendor_status: int | None = None,
-                 retry_after: float | None = None, request_id: str = ""):
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        vendor_status: int | None = None,
+        retry_after: float | None = None,
+        request_id: str = "",
+    ):
         super().__init__(message)
         self.message = message
         self.kind = kind
@@ -89,8 +96,7 @@ KEY_ENV_PATTERN = re.compile(r"[A-Z][A-Z0-9_]*_API_KEY")
 def api_key_from_env(vendor: str, name: str) -> str:
     """The key in env var `name`, read at call time (never at import: settings may come later)."""
     if not KEY_ENV_PATTERN.fullmatch(name):
-        raise ProviderError(f"{name!r} is not an accepted key variable (it must end in _API_KEY)",
-                            kind="unavailable")
+        raise ProviderError(f"{name!r} is not an accepted key variable (it must end in _API_KEY)", kind="unavailable")
     key = os.environ.get(name, "")
     if not key:
         raise ProviderError(f"No API key configured for {vendor} (set {name})", kind="unavailable")
@@ -114,8 +120,9 @@ def kind_for_status(status: int) -> str:
     return "server"
 
 
-def status_error(status: int, *, vendor_message: str = "", model: str = "",
-                 retry_after: float | None = None, request_id: str = "") -> ProviderError:
+def status_error(
+    status: int, *, vendor_message: str = "", model: str = "", retry_after: float | None = None, request_id: str = ""
+) -> ProviderError:
     """A ProviderError for a vendor's HTTP error, with a message safe to show the client.
 
     Only a refused request (bad_request) passes the vendor's own words on: those explain what
@@ -130,8 +137,7 @@ def status_error(status: int, *, vendor_message: str = "", model: str = "",
         "timeout": "the provider did not answer in time",
         "bad_request": vendor_message or "the provider refused the request",
     }.get(kind, f"the provider failed (HTTP {status})")
-    return ProviderError(message, kind=kind, vendor_status=status,
-                         retry_after=retry_after, request_id=request_id)
+    return ProviderError(message, kind=kind, vendor_status=status, retry_after=retry_after, request_id=request_id)
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
@@ -194,9 +200,7 @@ async def complete_with_retries(provider: Provider, request: CompletionRequest) 
             attempt += 1
 
 
-async def stream_with_retries(
-    provider: Provider, request: CompletionRequest
-) -> AsyncIterator[Chunk]:
+async def stream_with_retries(provider: Provider, request: CompletionRequest) -> AsyncIterator[Chunk]:
     """Retries only until the first chunk arrives: after that, text has reached the client."""
     attempt = 0
     while True:

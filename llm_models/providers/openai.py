@@ -37,8 +37,9 @@ class OpenAIProvider(Provider):
         # The raw response, parsed with json.loads: the SDK's request transform and typed models
         # were ~2 ms of CPU per call, and the gateway only reads four fields.
         try:
-            response = await client.post("/chat/completions", body=self._params(request) | request.extra,
-                                         cast_to=httpx2.Response)
+            response = await client.post(
+                "/chat/completions", body=self._params(request) | request.extra, cast_to=httpx2.Response
+            )
         except openai.OpenAIError as exc:
             raise _error(exc, request) from exc
         request_id = response.headers.get("x-request-id", "")
@@ -54,9 +55,12 @@ class OpenAIProvider(Provider):
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[Chunk]:
         client = self._client_for(request)
-        params = self._params(request) | {"stream": True, "stream_options": {"include_usage": True},
-                                          # fields the SDK's signature does not list (a vLLM `top_k`)
-                                          "extra_body": request.extra or None}
+        params = self._params(request) | {
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            # fields the SDK's signature does not list (a vLLM `top_k`)
+            "extra_body": request.extra or None,
+        }
         # The raw SSE lines, parsed with json.loads: the SDK's typed chunks cost ~3x the CPU
         # per stream (measured: 11 ms vs 4 ms for 50 chunks), and the gateway only relays text.
         try:
@@ -80,17 +84,16 @@ class OpenAIProvider(Provider):
                         finish_reason = choice.get("finish_reason") or finish_reason
                 # A body that just stops (a proxy closed it cleanly) is as cut as a dropped socket.
                 if not done and finish_reason is None:
-                    raise ProviderError("the provider's stream ended early", kind="connection",
-                                        request_id=request_id)
+                    raise ProviderError("the provider's stream ended early", kind="connection", request_id=request_id)
                 yield Chunk(usage=usage, finish_reason=finish_reason, request_id=request_id)
         except openai.OpenAIError as exc:
             raise _error(exc, request) from exc
         except httpx2.TimeoutException as exc:
-            raise ProviderError("the provider stopped sending in the middle of the answer",
-                                kind="timeout") from exc
+            raise ProviderError("the provider stopped sending in the middle of the answer", kind="timeout") from exc
         except httpx2.TransportError as exc:
-            raise ProviderError("the connection to the provider broke in the middle of the answer",
-                                kind="connection") from exc
+            raise ProviderError(
+                "the connection to the provider broke in the middle of the answer", kind="connection"
+            ) from exc
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -109,8 +112,7 @@ class OpenAIProvider(Provider):
         key = (asyncio.get_running_loop(), api_key, base_url, timeout)
         if self._client is None or key != self._client_key:
             # max_retries=0: base.complete_with_retries does the retrying, once, for all vendors.
-            self._client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url,
-                                              timeout=timeout, max_retries=0)
+            self._client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
             self._client_key = key
         return self._client
 
@@ -144,13 +146,11 @@ def _parse(data: str, request_id: str) -> dict:
     except ValueError:
         event = None
     if not isinstance(event, dict):
-        raise ProviderError("the provider sent a malformed answer", kind="server",
-                            request_id=request_id)
+        raise ProviderError("the provider sent a malformed answer", kind="server", request_id=request_id)
     if event.get("error"):  # OpenAI-compatible servers report mid-stream failures this way
         error = event["error"]
         message = error.get("message", "") if isinstance(error, dict) else str(error)
-        raise ProviderError(f"the provider reported a failure: {message}", kind="server",
-                            request_id=request_id)
+        raise ProviderError(f"the provider reported a failure: {message}", kind="server", request_id=request_id)
     return event
 
 
@@ -169,5 +169,4 @@ def _error(exc: openai.OpenAIError, request: CompletionRequest) -> ProviderError
             retry_after=retry_after_seconds(exc.response.headers),
             request_id=exc.request_id or "",
         )
-    return ProviderError(f"unexpected answer from the provider: {type(exc).__name__}",
-                         kind="server")
+    return ProviderError(f"unexpected answer from the provider: {type(exc).__name__}", kind="server")

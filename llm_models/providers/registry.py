@@ -26,15 +26,21 @@ def get_provider(model: "LLMModel") -> Provider:
     if provider is None:
         cls = PROVIDER_CLASSES.get(model.provider)
         if cls is None:
-            raise ProviderError(f"unknown provider {model.provider!r} for model {model.name!r}",
-                                kind="unavailable")
+            raise ProviderError(f"unknown provider {model.provider!r} for model {model.name!r}", kind="unavailable")
         provider = _providers.setdefault(key, cls())
     return provider
 
 
-def build_request(model: "LLMModel", *, messages: list[dict], max_tokens: int,
-                  temperature: float | None = None, top_p: float | None = None,
-                  stop: list[str] | None = None, extra: dict | None = None) -> CompletionRequest:
+def build_request(
+    model: "LLMModel",
+    *,
+    messages: list[dict],
+    max_tokens: int,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    stop: list[str] | None = None,
+    extra: dict | None = None,
+) -> CompletionRequest:
     """The request for `model`; `max_tokens` is capped at the model's own output limit."""
     return CompletionRequest(
         provider_model=model.provider_model,

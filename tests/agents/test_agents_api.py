@@ -24,20 +24,23 @@ def models(seeded):
 
 @pytest.fixture
 def alices_agent(models, alice):
-    return Agent.objects.create(name="Alice's helper", model=models["gpt-4-turbo"], owner=alice,
-                                system_prompt="Be brief.")
+    return Agent.objects.create(
+        name="Alice's helper", model=models["gpt-4-turbo"], owner=alice, system_prompt="Be brief."
+    )
 
 
 @pytest.fixture
 def bobs_agent(models, bob):
-    return Agent.objects.create(name="Bob's secret", model=models["claude-3-opus"], owner=bob,
-                                system_prompt="Bob's private prompt.")
+    return Agent.objects.create(
+        name="Bob's secret", model=models["claude-3-opus"], owner=bob, system_prompt="Bob's private prompt."
+    )
 
 
 @pytest.fixture
 def shared_agent(models):
-    return Agent.objects.create(name="House style", model=models["claude-3-sonnet"], owner=None,
-                                system_prompt="Write in the house style.")
+    return Agent.objects.create(
+        name="House style", model=models["claude-3-sonnet"], owner=None, system_prompt="Write in the house style."
+    )
 
 
 def fields_of(response):
@@ -48,6 +51,7 @@ def fields_of(response):
 
 
 # --- create, read, update, delete -----------------------------------------------------------
+
 
 def test_alice_creates_an_agent_giving_the_model_by_name(models, alice, alice_client):
     response = alice_client.post("/api/agents/", WRITER, format="json")
@@ -66,8 +70,7 @@ def test_alice_creates_an_agent_giving_the_model_by_name(models, alice, alice_cl
 
 
 def test_an_agent_needs_only_a_name_and_a_model(models, alice_client):
-    response = alice_client.post("/api/agents/", {"name": "Plain", "model": "gpt-3.5-turbo"},
-                                 format="json")
+    response = alice_client.post("/api/agents/", {"name": "Plain", "model": "gpt-3.5-turbo"}, format="json")
     assert response.status_code == 201, response.content
     assert response.json()["temperature"] is None
     assert response.json()["max_tokens"] is None
@@ -79,8 +82,7 @@ def test_alice_cannot_create_an_agent_for_bob(models, alice, bob, alice_client):
     assert Agent.objects.get(pk=response.json()["id"]).owner == alice
 
 
-def test_alice_sees_her_own_and_the_shared_agents_but_not_bobs(alices_agent, bobs_agent,
-                                                               shared_agent, alice_client):
+def test_alice_sees_her_own_and_the_shared_agents_but_not_bobs(alices_agent, bobs_agent, shared_agent, alice_client):
     response = alice_client.get("/api/agents/")
     assert response.status_code == 200
     body = response.json()
@@ -103,8 +105,9 @@ def test_alice_reads_her_agent_and_a_shared_one(alices_agent, shared_agent, alic
 
 @pytest.mark.parametrize("method", ["get", "patch", "put", "delete"])
 def test_bobs_agent_is_a_404_for_alice(bobs_agent, alice_client, method):
-    response = getattr(alice_client, method)(f"/api/agents/{bobs_agent.pk}/",
-                                             {**WRITER, "name": "Hijacked"}, format="json")
+    response = getattr(alice_client, method)(
+        f"/api/agents/{bobs_agent.pk}/", {**WRITER, "name": "Hijacked"}, format="json"
+    )
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "not_found"
     bobs_agent.refresh_from_db()
@@ -112,9 +115,11 @@ def test_bobs_agent_is_a_404_for_alice(bobs_agent, alice_client, method):
 
 
 def test_alice_edits_her_agent(alices_agent, alice_client):
-    response = alice_client.patch(f"/api/agents/{alices_agent.pk}/",
-                                  {"model": "claude-3-opus", "temperature": 1.5,
-                                   "system_prompt": "Be thorough."}, format="json")
+    response = alice_client.patch(
+        f"/api/agents/{alices_agent.pk}/",
+        {"model": "claude-3-opus", "temperature": 1.5, "system_prompt": "Be thorough."},
+        format="json",
+    )
     assert response.status_code == 200, response.content
     alices_agent.refresh_from_db()
     assert alices_agent.model.name == "claude-3-opus"
@@ -143,8 +148,8 @@ def test_anonymous_callers_get_401(alices_agent, anon_client):
 
 # --- shared agents ----------------------------------------------------------------------------
 
-def test_staff_create_a_shared_agent_everyone_sees(models, staff_client, alice_client,
-                                                   bob_client):
+
+def test_staff_create_a_shared_agent_everyone_sees(models, staff_client, alice_client, bob_client):
     response = staff_client.post("/api/agents/", {**WRITER, "shared": True}, format="json")
     assert response.status_code == 201, response.content
     assert response.json()["shared"] is True
@@ -163,8 +168,9 @@ def test_alice_cannot_create_a_shared_agent(models, alice_client):
 
 @pytest.mark.parametrize("method", ["patch", "put", "delete"])
 def test_alice_cannot_change_a_shared_agent(shared_agent, alice_client, method):
-    response = getattr(alice_client, method)(f"/api/agents/{shared_agent.pk}/",
-                                             {**WRITER, "name": "Mine now"}, format="json")
+    response = getattr(alice_client, method)(
+        f"/api/agents/{shared_agent.pk}/", {**WRITER, "name": "Mine now"}, format="json"
+    )
     assert response.status_code == 403
     assert response.json()["error"]["type"] == "permission_denied"
     shared_agent.refresh_from_db()
@@ -172,8 +178,7 @@ def test_alice_cannot_change_a_shared_agent(shared_agent, alice_client, method):
 
 
 def test_staff_edit_and_delete_a_shared_agent(shared_agent, staff_client):
-    response = staff_client.patch(f"/api/agents/{shared_agent.pk}/", {"name": "House style v2"},
-                                  format="json")
+    response = staff_client.patch(f"/api/agents/{shared_agent.pk}/", {"name": "House style v2"}, format="json")
     assert response.status_code == 200
     assert response.json()["shared"] is True
 
@@ -185,29 +190,25 @@ def test_staff_edit_and_delete_a_shared_agent(shared_agent, staff_client):
     assert staff_client.delete(f"/api/agents/{shared_agent.pk}/").status_code == 204
 
 
-def test_an_agent_cannot_become_shared_or_private_later(alices_agent, shared_agent,
-                                                        alice_client, staff_client):
-    response = alice_client.patch(f"/api/agents/{alices_agent.pk}/", {"shared": True},
-                                  format="json")
+def test_an_agent_cannot_become_shared_or_private_later(alices_agent, shared_agent, alice_client, staff_client):
+    response = alice_client.patch(f"/api/agents/{alices_agent.pk}/", {"shared": True}, format="json")
     assert "shared" in fields_of(response)
-    response = staff_client.patch(f"/api/agents/{shared_agent.pk}/", {"shared": False},
-                                  format="json")
+    response = staff_client.patch(f"/api/agents/{shared_agent.pk}/", {"shared": False}, format="json")
     assert "shared" in fields_of(response)
 
 
 # --- validation ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("temperature", [-0.1, 2.01, 5])
 def test_it_rejects_a_temperature_outside_0_to_2(models, alice_client, temperature):
-    response = alice_client.post("/api/agents/", {**WRITER, "temperature": temperature},
-                                 format="json")
+    response = alice_client.post("/api/agents/", {**WRITER, "temperature": temperature}, format="json")
     assert "temperature" in fields_of(response)
 
 
 @pytest.mark.parametrize("temperature", [0, 2])
 def test_it_accepts_the_ends_of_the_temperature_range(models, alice_client, temperature):
-    response = alice_client.post("/api/agents/", {**WRITER, "temperature": temperature},
-                                 format="json")
+    response = alice_client.post("/api/agents/", {**WRITER, "temperature": temperature}, format="json")
     assert response.status_code == 201
 
 
@@ -218,8 +219,7 @@ def test_it_rejects_a_temperature_that_is_not_a_number(models, alice_client):
 
 def test_it_rejects_more_tokens_than_the_model_can_write(models, alice_client):
     limit = models["gpt-4-turbo"].max_output_tokens
-    response = alice_client.post("/api/agents/", {**WRITER, "max_tokens": limit + 1},
-                                 format="json")
+    response = alice_client.post("/api/agents/", {**WRITER, "max_tokens": limit + 1}, format="json")
     fields = fields_of(response)
     assert "max_tokens" in fields
     assert str(limit) in str(fields["max_tokens"])
@@ -229,12 +229,17 @@ def test_it_rejects_more_tokens_than_the_model_can_write(models, alice_client):
 
 
 def test_it_checks_max_tokens_against_a_newly_chosen_model(models, alices_agent, alice_client):
-    LLMModel.objects.create(name="tiny", provider="openai_compatible", provider_model="tiny",
-                            context_window=2048, max_output_tokens=256,
-                            input_price_per_1k=0, output_price_per_1k=0)
+    LLMModel.objects.create(
+        name="tiny",
+        provider="openai_compatible",
+        provider_model="tiny",
+        context_window=2048,
+        max_output_tokens=256,
+        input_price_per_1k=0,
+        output_price_per_1k=0,
+    )
     alice_client.patch(f"/api/agents/{alices_agent.pk}/", {"max_tokens": 1000}, format="json")
-    response = alice_client.patch(f"/api/agents/{alices_agent.pk}/", {"model": "tiny"},
-                                  format="json")
+    response = alice_client.patch(f"/api/agents/{alices_agent.pk}/", {"model": "tiny"}, format="json")
     assert "max_tokens" in fields_of(response)
     alices_agent.refresh_from_db()
     assert alices_agent.model.name == "gpt-4-turbo"
@@ -242,15 +247,13 @@ def test_it_checks_max_tokens_against_a_newly_chosen_model(models, alices_agent,
 
 @pytest.mark.parametrize("max_tokens", [0, -5, "lots"])
 def test_it_rejects_a_max_tokens_that_is_not_a_positive_number(models, alice_client, max_tokens):
-    response = alice_client.post("/api/agents/", {**WRITER, "max_tokens": max_tokens},
-                                 format="json")
+    response = alice_client.post("/api/agents/", {**WRITER, "max_tokens": max_tokens}, format="json")
     assert "max_tokens" in fields_of(response)
 
 
 def test_it_refuses_a_disabled_model(models, alice_client):
     LLMModel.objects.filter(name="claude-3-opus").update(enabled=False)
-    response = alice_client.post("/api/agents/", {**WRITER, "model": "claude-3-opus"},
-                                 format="json")
+    response = alice_client.post("/api/agents/", {**WRITER, "model": "claude-3-opus"}, format="json")
     assert "model" in fields_of(response)
 
 
@@ -270,6 +273,5 @@ def test_an_agent_keeps_working_after_its_model_is_disabled(alices_agent, alice_
     response = alice_client.get(f"/api/agents/{alices_agent.pk}/")
     assert response.status_code == 200
     assert response.json()["model"] == "gpt-4-turbo"
-    response = alice_client.patch(f"/api/agents/{alices_agent.pk}/", {"name": "Renamed"},
-                                  format="json")
+    response = alice_client.patch(f"/api/agents/{alices_agent.pk}/", {"name": "Renamed"}, format="json")
     assert response.status_code == 200

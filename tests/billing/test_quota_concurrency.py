@@ -24,7 +24,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def post(url: str, token: str, body: dict) -> int:
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST",
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
     try:
@@ -105,7 +107,8 @@ def test_rate_limits_hold_across_processes_with_redis(alice, seeded, fake_openai
     with gateway_processes(2, redis=True, env=env) as urls:
         if time.time() % 60 > 50:  # keep all ten requests inside one one-minute window
             time.sleep(61 - time.time() % 60)
-        statuses = [post(f"{urls[i % 2]}/api/dialogs/{dialog.pk}/messages/", token, {"content": "hi"})
-                    for i in range(10)]
+        statuses = [
+            post(f"{urls[i % 2]}/api/dialogs/{dialog.pk}/messages/", token, {"content": "hi"}) for i in range(10)
+        ]
 
     assert statuses.count(201) == 5 and statuses.count(429) == 5, statuses

@@ -70,8 +70,7 @@ def test_unlimited_users_are_never_refused(alice):
 def test_settling_moves_the_reservation_into_used_and_records_usage(alice, gpt):
     limit(alice, token_limit=1000)
     reservation = reserve(alice, 600, Decimal("0.5"))
-    usage_settle(reservation=reservation, user=alice, model=gpt, prompt_tokens=100, completion_tokens=50,
-                 status="ok")
+    usage_settle(reservation=reservation, user=alice, model=gpt, prompt_tokens=100, completion_tokens=50, status="ok")
     quota = Quota.objects.get(user=alice)
     assert (quota.used_tokens, quota.reserved_tokens, quota.reserved_usd) == (150, 0, 0)
     assert quota.used_usd == gpt.cost(100, 50) == Decimal("0.000125")
@@ -85,8 +84,7 @@ def test_settling_moves_the_reservation_into_used_and_records_usage(alice, gpt):
 def test_a_failed_request_gives_its_reservation_back(alice, gpt):
     limit(alice, token_limit=1000)
     reservation = reserve(alice, 900)
-    usage_settle(reservation=reservation, user=alice, model=gpt, prompt_tokens=0, completion_tokens=0,
-                 status="error")
+    usage_settle(reservation=reservation, user=alice, model=gpt, prompt_tokens=0, completion_tokens=0, status="error")
     reserve(alice, 900)  # the full quota is there again
 
 
@@ -106,8 +104,7 @@ def test_settling_a_reservation_already_released_does_not_free_it_twice(alice, g
     reservation = reserve(alice, 500)
     Reservation.objects.filter(pk=reservation.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert reservations_release_stale(user=alice) == 1
-    usage_settle(reservation=reservation, user=alice, model=gpt, prompt_tokens=10, completion_tokens=10,
-                 status="ok")
+    usage_settle(reservation=reservation, user=alice, model=gpt, prompt_tokens=10, completion_tokens=10, status="ok")
     quota = Quota.objects.get(user=alice)
     assert (quota.used_tokens, quota.reserved_tokens) == (20, 0)
 
@@ -146,8 +143,7 @@ def test_a_key_deleted_mid_request_still_settles_on_the_quota(alice, gpt):
     with transaction.atomic():
         reservation = quota_reserve(user=alice, tokens=600, cost=Decimal(0), api_key=key, model=gpt)
     key.delete()
-    usage_settle(reservation=reservation, user=alice, model=gpt, prompt_tokens=100, completion_tokens=50,
-                 status="ok")
+    usage_settle(reservation=reservation, user=alice, model=gpt, prompt_tokens=100, completion_tokens=50, status="ok")
     quota = Quota.objects.get(user=alice)
     assert (quota.used_tokens, quota.reserved_tokens) == (150, 0)
     record = UsageRecord.objects.get(user=alice)

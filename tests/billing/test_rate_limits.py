@@ -33,8 +33,9 @@ def test_requests_over_the_per_minute_limit_get_429_with_retry_after(alice, alic
     assert Message.objects.filter(role="user").count() == 2  # the limited one was not stored
 
 
-def test_tokens_over_the_per_minute_limit_get_429(alice, alice_client, dialog, fake_openai,
-                                                  django_capture_on_commit_callbacks):
+def test_tokens_over_the_per_minute_limit_get_429(
+    alice, alice_client, dialog, fake_openai, django_capture_on_commit_callbacks
+):
     fake_openai.configure(usage=(40, 60))
     quota = quota_get(user=alice)
     quota.tokens_per_minute, quota.requests_per_minute = 100, None

@@ -48,8 +48,9 @@ def test_a_user_sees_only_their_own_usage(chatted, bob_client):
 def test_staff_see_usage_by_user(chatted, staff_client, alice, bob_client):
     body = staff_client.get("/api/admin/usage/").json()
     assert [(row["user__username"], row["total_tokens"]) for row in body["by_user"]] == [("alice", 165)]
-    assert staff_client.get(f"/api/admin/usage/?user={alice.pk}&model=gpt-4-turbo").json()["total"][
-        "total_tokens"] == 150
+    assert (
+        staff_client.get(f"/api/admin/usage/?user={alice.pk}&model=gpt-4-turbo").json()["total"]["total_tokens"] == 150
+    )
     assert bob_client.get("/api/admin/usage/").status_code == 403
 
 
@@ -82,8 +83,9 @@ def test_staff_reset_a_quota_now(alice, staff_client, bob_client):
 
 
 def test_quota_validation_names_the_field(alice, staff_client):
-    response = staff_client.patch(f"/api/admin/users/{alice.pk}/quota/", {"token_limit": -1, "period": "hourly"},
-                                  format="json")
+    response = staff_client.patch(
+        f"/api/admin/users/{alice.pk}/quota/", {"token_limit": -1, "period": "hourly"}, format="json"
+    )
     assert response.status_code == 400
     assert set(response.json()["error"]["fields"]) == {"token_limit", "period"}
 
@@ -92,10 +94,17 @@ def test_staff_edit_a_quota_in_the_admin(alice, admin_client):
     quota = quota_get(user=alice)
     page = admin_client.get(f"/admin/billing/quota/{quota.pk}/change/")
     assert page.status_code == 200
-    response = admin_client.post(f"/admin/billing/quota/{quota.pk}/change/", {
-        "user": alice.pk, "token_limit": 1234, "usd_limit": "", "period": "weekly",
-        "requests_per_minute": 5, "tokens_per_minute": "",
-    })
+    response = admin_client.post(
+        f"/admin/billing/quota/{quota.pk}/change/",
+        {
+            "user": alice.pk,
+            "token_limit": 1234,
+            "usd_limit": "",
+            "period": "weekly",
+            "requests_per_minute": 5,
+            "tokens_per_minute": "",
+        },
+    )
     assert response.status_code == 302, response.content[:2000]
     quota.refresh_from_db()
     assert (quota.token_limit, quota.period, quota.requests_per_minute) == (1234, "weekly", 5)

@@ -33,6 +33,7 @@ def send(client, dialog, content="Hello there", **fields):
 
 def sse_events(response) -> list[tuple[str, dict]]:
     """The (event, data) pairs of a streamed response."""
+
     async def collect(stream):
         return b"".join([part async for part in stream])
 

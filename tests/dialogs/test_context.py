@@ -12,9 +12,15 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def tiny(seeded):
     """A model with room for about 60 prompt tokens once 40 are kept for the reply."""
-    return LLMModel.objects.create(name="tiny", provider="openai", provider_model="gpt-3.5-turbo",
-                                   context_window=100, max_output_tokens=40,
-                                   input_price_per_1k="0.001", output_price_per_1k="0.002")
+    return LLMModel.objects.create(
+        name="tiny",
+        provider="openai",
+        provider_model="gpt-3.5-turbo",
+        context_window=100,
+        max_output_tokens=40,
+        input_price_per_1k="0.001",
+        output_price_per_1k="0.002",
+    )
 
 
 def test_the_oldest_turns_are_dropped_first_and_the_system_prompt_kept(alice, alice_client, tiny, fake_openai):
@@ -38,8 +44,7 @@ def test_the_oldest_turns_are_dropped_first_and_the_system_prompt_kept(alice, al
     assert sent[1]["role"] == "user"  # a kept turn starts with the user's message
 
 
-def test_a_message_too_long_for_the_window_is_a_422_before_any_vendor_call(alice, alice_client, tiny,
-                                                                          fake_openai):
+def test_a_message_too_long_for_the_window_is_a_422_before_any_vendor_call(alice, alice_client, tiny, fake_openai):
     dialog = Dialog.objects.create(owner=alice, model=tiny)
     response = send(alice_client, dialog, "word " * 500)
     assert response.status_code == 422

@@ -9,10 +9,8 @@ from tests.dialogs.conftest import send, sse_events
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("dialog_name,fake_name", [("gpt_dialog", "fake_openai"),
-                                                   ("claude_dialog", "fake_anthropic")])
-def test_a_reply_is_stored_counted_and_priced_from_the_vendors_usage(request, alice_client, dialog_name,
-                                                                      fake_name):
+@pytest.mark.parametrize("dialog_name,fake_name", [("gpt_dialog", "fake_openai"), ("claude_dialog", "fake_anthropic")])
+def test_a_reply_is_stored_counted_and_priced_from_the_vendors_usage(request, alice_client, dialog_name, fake_name):
     dialog, fake = request.getfixturevalue(dialog_name), request.getfixturevalue(fake_name)
     fake.configure(text="General Kenobi.", usage=(1200, 300))
 
@@ -51,7 +49,10 @@ def test_the_history_goes_to_the_model_in_order_with_the_agents_prompt_first(ali
 
     sent = fake_openai.last.json["messages"]
     assert [(m["role"], m["content"]) for m in sent] == [
-        ("system", "Talk like a pirate."), ("user", "first"), ("assistant", "Arr."), ("user", "second"),
+        ("system", "Talk like a pirate."),
+        ("user", "first"),
+        ("assistant", "Arr."),
+        ("user", "second"),
     ]
 
 
@@ -65,12 +66,10 @@ def test_anthropic_gets_the_system_prompt_apart_and_max_tokens_always(alice_clie
     sent = fake_anthropic.last.json
     assert sent["system"] in ("Rhyme.", [{"type": "text", "text": "Rhyme."}])
     assert sent["max_tokens"] == 99
-    assert sent["messages"] == [{"role": "user", "content": "a poem please"}] or \
-        sent["messages"][0]["role"] == "user"
+    assert sent["messages"] == [{"role": "user", "content": "a poem please"}] or sent["messages"][0]["role"] == "user"
 
 
-@pytest.mark.parametrize("dialog_name,fake_name", [("gpt_dialog", "fake_openai"),
-                                                   ("claude_dialog", "fake_anthropic")])
+@pytest.mark.parametrize("dialog_name,fake_name", [("gpt_dialog", "fake_openai"), ("claude_dialog", "fake_anthropic")])
 def test_a_streamed_reply_arrives_as_events_and_is_stored(request, alice_client, dialog_name, fake_name):
     dialog, fake = request.getfixturevalue(dialog_name), request.getfixturevalue(fake_name)
     fake.configure(text="one two three", usage=(10, 3))
@@ -90,8 +89,9 @@ def test_a_streamed_reply_arrives_as_events_and_is_stored(request, alice_client,
 
 
 def test_accept_event_stream_also_streams(alice_client, gpt_dialog, fake_openai):
-    response = alice_client.post(f"/api/dialogs/{gpt_dialog.pk}/messages/", {"content": "hi"}, format="json",
-                                 HTTP_ACCEPT="text/event-stream")
+    response = alice_client.post(
+        f"/api/dialogs/{gpt_dialog.pk}/messages/", {"content": "hi"}, format="json", HTTP_ACCEPT="text/event-stream"
+    )
     assert response["Content-Type"].startswith("text/event-stream")
     assert sse_events(response)[-1][0] == "done"
 
@@ -104,8 +104,9 @@ def test_a_stream_without_usage_is_billed_by_counting(alice_client, gpt_dialog, 
     assert usage["prompt_tokens"] > 0
 
 
-def test_a_stream_cut_midway_is_stored_incomplete_and_charged_for_what_came(alice_client, gpt_dialog,
-                                                                           fake_openai, fast_provider_settings):
+def test_a_stream_cut_midway_is_stored_incomplete_and_charged_for_what_came(
+    alice_client, gpt_dialog, fake_openai, fast_provider_settings
+):
     fake_openai.configure(text="alpha beta gamma delta", cut_after=2, usage=None)
     events = sse_events(send(alice_client, gpt_dialog, stream=True))
     assert events[-1][0] == "error"

@@ -24,8 +24,11 @@ def main() -> None:
 
     fakes = [FakeOpenAI(), FakeAnthropic()]
     for fake, port in zip(fakes, (args.openai_port, args.anthropic_port), strict=True):
-        fake.configure(chunks=[f"w{i} " for i in range(args.chunks)], chunk_delay=args.chunk_delay,
-                       first_byte_delay=args.first_byte_delay)
+        fake.configure(
+            chunks=[f"w{i} " for i in range(args.chunks)],
+            chunk_delay=args.chunk_delay,
+            first_byte_delay=args.first_byte_delay,
+        )
         fake.start(port)
         print(f"{type(fake).__name__} on {fake.url}", flush=True)
     # The fakes record every request; a long benchmark would grow that list without end.

@@ -15,12 +15,13 @@ from tests.fakes.server import AUTO, Exchange, FakeVendor, words_in
 STOCK_ERRORS: dict[int, tuple[str, str]] = {
     400: ("invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum"),
     401: ("authentication_error", "invalid x-api-key"),
-    403: ("permission_error",
-          "Your API key does not have permission to use the specified resource."),
+    403: ("permission_error", "Your API key does not have permission to use the specified resource."),
     404: ("not_found_error", "model: {model}"),
     413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
-    429: ("rate_limit_error", "This request would exceed the rate limit for your organization "
-                              "of 50 requests per minute."),
+    429: (
+        "rate_limit_error",
+        "This request would exceed the rate limit for your organization of 50 requests per minute.",
+    ),
     500: ("api_error", "Internal server error"),
     529: ("overloaded_error", "Overloaded"),
 }
@@ -44,8 +45,7 @@ class FakeAnthropic(FakeVendor):
             return
         # Older SDKs send the key as x-api-key; anthropic 2.x sends "authorization: Bearer".
         if not (exchange.headers.get("x-api-key") or exchange.headers.get("authorization")):
-            await exchange.json(401, error_body(exchange, "authentication_error",
-                                                "x-api-key header is required"))
+            await exchange.json(401, error_body(exchange, "authentication_error", "x-api-key header is required"))
             return
         sampling = [name for name in ("temperature", "top_p", "top_k") if name in body]
         if sampling:  # what API version 2026-10-21 answers, whatever the value
@@ -75,9 +75,13 @@ class FakeAnthropic(FakeVendor):
             await stream(exchange, message_id, model, pieces, stop_reason, usage)
             return
         data = {
-            "id": message_id, "type": "message", "role": "assistant", "model": model,
+            "id": message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
             "content": [{"type": "text", "text": "".join(pieces)}],
-            "stop_reason": stop_reason, "stop_sequence": None,
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
         }
         if usage is not None:
             data["usage"] = {"input_tokens": usage[0], "output_tokens": usage[1]}
@@ -85,27 +89,40 @@ class FakeAnthropic(FakeVendor):
 
 
 def error_body(exchange: Exchange, kind: str, message: str) -> dict:
-    return {"type": "error", "error": {"type": kind, "message": message},
-            "request_id": exchange.request_id}
+    return {"type": "error", "error": {"type": kind, "message": message}, "request_id": exchange.request_id}
 
 
 def event(name: str, data: dict) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + json.dumps(data).encode() + b"\n\n"
 
 
-async def stream(exchange: Exchange, message_id: str, model: str, pieces: list[str],
-                 stop_reason: str, usage: tuple | None) -> None:
-    message: dict = {"id": message_id, "type": "message", "role": "assistant", "content": [],
-                     "model": model, "stop_reason": None, "stop_sequence": None}
+async def stream(
+    exchange: Exchange, message_id: str, model: str, pieces: list[str], stop_reason: str, usage: tuple | None
+) -> None:
+    message: dict = {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "content": [],
+        "model": model,
+        "stop_reason": None,
+        "stop_sequence": None,
+    }
     if usage is not None:
         message["usage"] = {"input_tokens": usage[0], "output_tokens": 1}
-    delta_head = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,' \
-                 b'"delta":{"type":"text_delta","text":'
+    delta_head = (
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"text_delta","text":'
+    )
     await exchange.start_stream()
-    opening = (event("message_start", {"type": "message_start", "message": message})
-               + event("content_block_start", {"type": "content_block_start", "index": 0,
-                                                "content_block": {"type": "text", "text": ""}})
-               + event("ping", {"type": "ping"}))
+    opening = (
+        event("message_start", {"type": "message_start", "message": message})
+        + event(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        )
+        + event("ping", {"type": "ping"})
+    )
     if not await exchange.event(opening, delay=False):
         return
     cut_after = exchange.reply.cut_after
@@ -116,12 +133,13 @@ async def stream(exchange: Exchange, message_id: str, model: str, pieces: list[s
             return
     if cut_after is not None:
         return
-    message_delta: dict = {"type": "message_delta",
-                           "delta": {"stop_reason": stop_reason, "stop_sequence": None}}
+    message_delta: dict = {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None}}
     if usage is not None:
         message_delta["usage"] = {"output_tokens": usage[1]}
-    closing = (event("content_block_stop", {"type": "content_block_stop", "index": 0})
-               + event("message_delta", message_delta)
-               + event("message_stop", {"type": "message_stop"}))
+    closing = (
+        event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        + event("message_delta", message_delta)
+        + event("message_stop", {"type": "message_stop"})
+    )
     if await exchange.event(closing):
         await exchange.end_stream()

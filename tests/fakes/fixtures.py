@@ -34,8 +34,7 @@ def fake_anthropic_server() -> Iterator[FakeAnthropic]:
 
 
 @pytest.fixture
-def fake_openai(fake_openai_server: FakeOpenAI,
-                monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
+def fake_openai(fake_openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
     fake_openai_server.reset()
     monkeypatch.setenv("OPENAI_BASE_URL", fake_openai_server.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", OPENAI_TEST_KEY)
@@ -44,8 +43,7 @@ def fake_openai(fake_openai_server: FakeOpenAI,
 
 
 @pytest.fixture
-def fake_anthropic(fake_anthropic_server: FakeAnthropic,
-                   monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAnthropic]:
+def fake_anthropic(fake_anthropic_server: FakeAnthropic, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAnthropic]:
     fake_anthropic_server.reset()
     monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_anthropic_server.base_url)
     monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_TEST_KEY)

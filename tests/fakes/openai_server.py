@@ -13,24 +13,42 @@ from tests.fakes.server import AUTO, Exchange, FakeVendor, words_in
 
 # status -> (type, code, message, param): what OpenAI answers for each failure.
 STOCK_ERRORS: dict[int, tuple[str, str | None, str, str | None]] = {
-    400: ("invalid_request_error", "context_length_exceeded",
-          "This model's maximum context length is 128000 tokens. However, your messages "
-          "resulted in 131072 tokens. Please reduce the length of the messages.", "messages"),
-    401: ("invalid_request_error", "invalid_api_key",
-          "Incorrect API key provided: sk-fake***********. You can find your API key at "
-          "https://platform.openai.com/account/api-keys.", None),
-    403: ("invalid_request_error", "unsupported_country_region_territory",
-          "Country, region, or territory not supported", None),
-    404: ("invalid_request_error", "model_not_found",
-          "The model `{model}` does not exist or you do not have access to it.", None),
+    400: (
+        "invalid_request_error",
+        "context_length_exceeded",
+        "This model's maximum context length is 128000 tokens. However, your messages "
+        "resulted in 131072 tokens. Please reduce the length of the messages.",
+        "messages",
+    ),
+    401: (
+        "invalid_request_error",
+        "invalid_api_key",
+        "Incorrect API key provided: sk-fake***********. You can find your API key at "
+        "https://platform.openai.com/account/api-keys.",
+        None,
+    ),
+    403: (
+        "invalid_request_error",
+        "unsupported_country_region_territory",
+        "Country, region, or territory not supported",
+        None,
+    ),
+    404: (
+        "invalid_request_error",
+        "model_not_found",
+        "The model `{model}` does not exist or you do not have access to it.",
+        None,
+    ),
     422: ("invalid_request_error", None, "Unprocessable entity.", None),
-    429: ("requests", "rate_limit_exceeded",
-          "Rate limit reached for {model} in organization org-fake on requests per min (RPM): "
-          "Limit 3, Used 3, Requested 1. Please try again in 20s.", None),
-    500: ("server_error", None,
-          "The server had an error while processing your request. Sorry about that!", None),
-    503: ("server_error", None,
-          "The engine is currently overloaded, please try again later.", None),
+    429: (
+        "requests",
+        "rate_limit_exceeded",
+        "Rate limit reached for {model} in organization org-fake on requests per min (RPM): "
+        "Limit 3, Used 3, Requested 1. Please try again in 20s.",
+        None,
+    ),
+    500: ("server_error", None, "The server had an error while processing your request. Sorry about that!", None),
+    503: ("server_error", None, "The engine is currently overloaded, please try again later.", None),
 }
 CREATED = 1_700_000_000
 
@@ -47,8 +65,7 @@ class FakeOpenAI(FakeVendor):
     async def handle(self, exchange: Exchange) -> None:
         path, method = exchange.scope["path"], exchange.scope["method"]
         if path == "/v1/models" and method == "GET":
-            data = [{"id": m, "object": "model", "created": CREATED, "owned_by": "openai"}
-                    for m in self.models]
+            data = [{"id": m, "object": "model", "created": CREATED, "owned_by": "openai"} for m in self.models]
             await exchange.json(200, {"object": "list", "data": data})
             return
         if path != "/v1/chat/completions" or method != "POST":
@@ -59,14 +76,12 @@ class FakeOpenAI(FakeVendor):
         model = str(body.get("model", ""))
         reply = exchange.reply
         if not exchange.headers.get("authorization", "").startswith("Bearer "):
-            await exchange.json(401, error_body(
-                401, "You didn't provide an API key.", "invalid_request_error", None))
+            await exchange.json(401, error_body(401, "You didn't provide an API key.", "invalid_request_error", None))
             return
         if reply.status != 200:
             kind, code, message, param = STOCK_ERRORS.get(reply.status, STOCK_ERRORS[500])
             message = (reply.error_message or message).replace("{model}", model)
-            await exchange.json(reply.status, error_body(
-                reply.status, message, kind, reply.error_type or code, param))
+            await exchange.json(reply.status, error_body(reply.status, message, kind, reply.error_type or code, param))
             return
 
         pieces = reply.pieces()
@@ -78,16 +93,23 @@ class FakeOpenAI(FakeVendor):
         completion_id = f"chatcmpl-{exchange.request_id}"
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            await stream(exchange, completion_id, model, pieces, finish,
-                         usage if include_usage else None, include_usage)
+            await stream(
+                exchange, completion_id, model, pieces, finish, usage if include_usage else None, include_usage
+            )
             return
         data = {
-            "id": completion_id, "object": "chat.completion", "created": CREATED, "model": model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": "".join(pieces), "refusal": None},
-                "logprobs": None, "finish_reason": finish,
-            }],
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": CREATED,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(pieces), "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
+            ],
             "system_fingerprint": "fp_fake",
         }
         if usage is not None:
@@ -95,8 +117,7 @@ class FakeOpenAI(FakeVendor):
         await exchange.json(200, data)
 
 
-def error_body(status: int, message: str, kind: str, code: str | None,
-               param: str | None = None) -> dict:
+def error_body(status: int, message: str, kind: str, code: str | None, param: str | None = None) -> dict:
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
@@ -107,16 +128,28 @@ def reported_usage(usage: object, body: dict, completion_tokens: int) -> dict | 
         prompt, completion = words_in(body.get("messages")), completion_tokens
     else:
         prompt, completion = usage  # type: ignore[misc]
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-async def stream(exchange: Exchange, completion_id: str, model: str, pieces: list[str],
-                 finish: str, usage: dict | None, include_usage: bool) -> None:
+async def stream(
+    exchange: Exchange,
+    completion_id: str,
+    model: str,
+    pieces: list[str],
+    finish: str,
+    usage: dict | None,
+    include_usage: bool,
+) -> None:
     # Every chunk but the text is the same: build its bytes once and splice the text in.
-    head = json.dumps({"id": completion_id, "object": "chat.completion.chunk",
-                       "created": CREATED, "model": model,
-                       "system_fingerprint": "fp_fake"})[:-1].encode()
+    head = json.dumps(
+        {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": CREATED,
+            "model": model,
+            "system_fingerprint": "fp_fake",
+        }
+    )[:-1].encode()
     tail = b',"usage":null}' if include_usage else b"}"
 
     def chunk(delta: dict, finish_reason: str | None) -> bytes:

@@ -128,12 +128,19 @@ class FakeVendor:
         config = uvicorn.Config(
             # log_config=None: leave the process's logging alone; the stream cuts we make on
             # purpose would otherwise log "returned without completing response" errors.
-            self, lifespan="off", log_config=None, log_level="critical", access_log=False,
-            timeout_graceful_shutdown=1, loop="asyncio",
+            self,
+            lifespan="off",
+            log_config=None,
+            log_level="critical",
+            access_log=False,
+            timeout_graceful_shutdown=1,
+            loop="asyncio",
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True,
+            target=self._server.run,
+            kwargs={"sockets": [sock]},
+            daemon=True,
             name=f"{type(self).__name__}:{self.port}",
         )
         self._thread.start()
@@ -208,8 +215,7 @@ class Exchange:
     vendor: FakeVendor
 
     def _headers(self, content_type: bytes, extra: dict[str, str]) -> list[tuple[bytes, bytes]]:
-        headers = [(b"content-type", content_type),
-                   (self.vendor.request_id_header, self.request_id.encode())]
+        headers = [(b"content-type", content_type), (self.vendor.request_id_header, self.request_id.encode())]
         for name, value in {**self.reply.headers, **extra}.items():
             headers.append((name.lower().encode(), str(value).encode()))
         return headers

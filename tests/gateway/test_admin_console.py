@@ -30,8 +30,9 @@ def admin_browser(superuser):
 
 def test_staff_sign_in_through_the_login_form(staff):
     browser = Client()
-    response = browser.post("/admin/login/?next=/admin/",
-                            {"username": "sam", "password": "sam-password", "next": "/admin/"})
+    response = browser.post(
+        "/admin/login/?next=/admin/", {"username": "sam", "password": "sam-password", "next": "/admin/"}
+    )
     assert response.status_code == 302
     assert response["Location"] == "/admin/"
     assert browser.get("/admin/").status_code == 200
@@ -39,22 +40,24 @@ def test_staff_sign_in_through_the_login_form(staff):
 
 def test_a_wrong_password_does_not_sign_staff_in(staff):
     browser = Client()
-    response = browser.post("/admin/login/?next=/admin/",
-                            {"username": "sam", "password": "wrong", "next": "/admin/"})
+    response = browser.post("/admin/login/?next=/admin/", {"username": "sam", "password": "wrong", "next": "/admin/"})
     assert response.status_code == 200  # the form again, with an error
     assert b"correct username and password" in response.content
     assert browser.get("/admin/").status_code == 302
 
 
-@pytest.mark.parametrize("path", [
-    "/admin/",
-    "/admin/llm_models/llmmodel/",
-    "/admin/llm_models/llmmodel/add/",
-    "/admin/agents/agent/",
-    "/admin/agents/agent/add/",
-    "/admin/auth/user/",
-    "/admin/gateway/apikey/",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/",
+        "/admin/llm_models/llmmodel/",
+        "/admin/llm_models/llmmodel/add/",
+        "/admin/agents/agent/",
+        "/admin/agents/agent/add/",
+        "/admin/auth/user/",
+        "/admin/gateway/apikey/",
+    ],
+)
 def test_a_superuser_opens_every_admin_page(seeded, admin_browser, alice, path):
     response = admin_browser.get(path)
     assert response.status_code == 200, path
@@ -69,8 +72,7 @@ def test_the_model_list_shows_provider_window_prices_and_state(seeded, admin_bro
 def test_the_model_list_searches_and_filters(seeded, admin_browser):
     content = admin_browser.get("/admin/llm_models/llmmodel/", {"q": "claude"}).content.decode()
     assert "claude-3-opus" in content and "gpt-4-turbo" not in content
-    content = admin_browser.get("/admin/llm_models/llmmodel/",
-                                {"provider__exact": "openai"}).content.decode()
+    content = admin_browser.get("/admin/llm_models/llmmodel/", {"provider__exact": "openai"}).content.decode()
     assert "gpt-3.5-turbo" in content and "claude-3-sonnet" not in content
 
 
@@ -79,9 +81,16 @@ def test_a_model_with_a_dot_in_its_name_can_be_edited_in_the_admin(seeded, admin
     page = admin_browser.get(f"/admin/llm_models/llmmodel/{model.pk}/change/")
     assert page.status_code == 200
     form = {
-        "name": "gpt-3.5-turbo", "provider": "openai", "provider_model": "gpt-3.5-turbo-0125",
-        "context_window": 16385, "max_output_tokens": 4096, "input_price_per_1k": "0.0005",
-        "output_price_per_1k": "0.0015", "enabled": "on", "base_url": "", "api_key_env": "",
+        "name": "gpt-3.5-turbo",
+        "provider": "openai",
+        "provider_model": "gpt-3.5-turbo-0125",
+        "context_window": 16385,
+        "max_output_tokens": 4096,
+        "input_price_per_1k": "0.0005",
+        "output_price_per_1k": "0.0015",
+        "enabled": "on",
+        "base_url": "",
+        "api_key_env": "",
     }
     response = admin_browser.post(f"/admin/llm_models/llmmodel/{model.pk}/change/", form)
     assert response.status_code == 302, response.content.decode()[-2000:]
@@ -91,8 +100,7 @@ def test_a_model_with_a_dot_in_its_name_can_be_edited_in_the_admin(seeded, admin
 
 def run_action(browser, action, names):
     ids = list(LLMModel.objects.filter(name__in=names).values_list("pk", flat=True))
-    return browser.post("/admin/llm_models/llmmodel/",
-                        {"action": action, "_selected_action": ids}, follow=True)
+    return browser.post("/admin/llm_models/llmmodel/", {"action": action, "_selected_action": ids}, follow=True)
 
 
 def test_the_disable_and_enable_actions_work(seeded, admin_browser):
@@ -100,19 +108,19 @@ def test_the_disable_and_enable_actions_work(seeded, admin_browser):
     assert response.status_code == 200
     assert "2 model(s) disabled." in response.content.decode()
     assert set(LLMModel.objects.filter(enabled=False).values_list("name", flat=True)) == {
-        "claude-3-opus", "gpt-4-turbo"}
+        "claude-3-opus",
+        "gpt-4-turbo",
+    }
 
     response = run_action(admin_browser, "enable", ["claude-3-opus"])
     assert "1 model(s) enabled." in response.content.decode()
-    assert list(LLMModel.objects.filter(enabled=False).values_list("name", flat=True)) == [
-        "gpt-4-turbo"]
+    assert list(LLMModel.objects.filter(enabled=False).values_list("name", flat=True)) == ["gpt-4-turbo"]
 
 
 def test_staff_with_model_permissions_use_the_console(seeded, staff, staff_browser):
     from django.contrib.auth.models import Permission
 
-    staff.user_permissions.add(*Permission.objects.filter(
-        content_type__app_label__in=["llm_models", "agents"]))
+    staff.user_permissions.add(*Permission.objects.filter(content_type__app_label__in=["llm_models", "agents"]))
     assert staff_browser.get("/admin/").status_code == 200
     assert staff_browser.get("/admin/llm_models/llmmodel/").status_code == 200
     assert staff_browser.get("/admin/agents/agent/").status_code == 200
@@ -148,12 +156,12 @@ def test_the_dashboard_shows_counts(seeded, admin_browser, alice, bob):
     LLMModel.objects.filter(name="claude-3-opus").update(enabled=False)
     content = admin_browser.get("/admin/").content.decode()
     assert "Gateway at a glance" in content
-    assert "<th scope=\"row\">Models enabled</th><td>3</td>" in content
-    assert "<th scope=\"row\">Models in the catalog</th><td>4</td>" in content
-    assert "<th scope=\"row\">Users</th><td>3</td>" in content  # alice, bob, root
+    assert '<th scope="row">Models enabled</th><td>3</td>' in content
+    assert '<th scope="row">Models in the catalog</th><td>4</td>' in content
+    assert '<th scope="row">Users</th><td>3</td>' in content  # alice, bob, root
 
 
 def test_the_dashboard_works_with_an_empty_database(admin_browser):
     response = admin_browser.get("/admin/")
     assert response.status_code == 200
-    assert "<th scope=\"row\">Models enabled</th><td>0</td>" in response.content.decode()
+    assert '<th scope="row">Models enabled</th><td>0</td>' in response.content.decode()

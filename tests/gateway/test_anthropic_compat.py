@@ -87,9 +87,14 @@ def test_the_async_client_creates_and_streams(live, alice_key, fake_anthropic):
 
 def test_the_system_prompt_and_parameters_reach_the_vendor(sdk, fake_anthropic, fake_openai):
     # This SDK has no `temperature` argument any more; older programs still send it.
-    sdk.messages.create(model="claude-3-sonnet", max_tokens=40, system="Be brief.", stop_sequences=["END"],
-                        extra_body={"temperature": 0.3},
-                        messages=[{"role": "user", "content": [{"type": "text", "text": "Hi"}]}])
+    sdk.messages.create(
+        model="claude-3-sonnet",
+        max_tokens=40,
+        system="Be brief.",
+        stop_sequences=["END"],
+        extra_body={"temperature": 0.3},
+        messages=[{"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+    )
     sent = fake_anthropic.last.json
     assert sent["system"] in ("Be brief.", [{"type": "text", "text": "Be brief."}])
     assert (sent["max_tokens"], sent["stop_sequences"]) == (40, ["END"])
@@ -107,10 +112,10 @@ def test_every_call_is_recorded_with_its_key_and_endpoint(sdk, alice, fake_opena
         stream.until_done()
 
     key = APIKey.objects.get()
-    assert [(r.model_name, r.prompt_tokens, r.completion_tokens, r.status, r.endpoint, r.api_key_id)
-            for r in UsageRecord.objects.order_by("id")] == [
-        ("claude-3-sonnet", 12, 5, "ok", "anthropic", key.pk),
-        ("gpt-3.5-turbo", 30, 7, "ok", "anthropic", key.pk)]
+    assert [
+        (r.model_name, r.prompt_tokens, r.completion_tokens, r.status, r.endpoint, r.api_key_id)
+        for r in UsageRecord.objects.order_by("id")
+    ] == [("claude-3-sonnet", 12, 5, "ok", "anthropic", key.pk), ("gpt-3.5-turbo", 30, 7, "ok", "anthropic", key.pk)]
     quota = Quota.objects.get(user=alice)
     assert (quota.used_tokens, quota.reserved_tokens) == (54, 0)
 
@@ -118,15 +123,19 @@ def test_every_call_is_recorded_with_its_key_and_endpoint(sdk, alice, fake_opena
 @pytest.mark.parametrize("header", ["x-api-key", "authorization"])
 def test_the_key_is_accepted_as_x_api_key_or_bearer(live, alice_key, fake_anthropic, header):
     headers = {"x-api-key": alice_key} if header == "x-api-key" else {"Authorization": f"Bearer {alice_key}"}
-    response = httpx.post(f"{live}/v1/messages", headers={**headers, "anthropic-version": "2023-06-01"},
-                          json={"model": "claude-3-sonnet", "max_tokens": 20, "messages": HELLO})
+    response = httpx.post(
+        f"{live}/v1/messages",
+        headers={**headers, "anthropic-version": "2023-06-01"},
+        json={"model": "claude-3-sonnet", "max_tokens": 20, "messages": HELLO},
+    )
     assert response.status_code == 200, response.text
     assert response.json()["type"] == "message"
 
 
 def test_the_sdk_with_an_x_api_key_header_works(live, alice_key, fake_anthropic):
-    client = anthropic.Anthropic(base_url=live, api_key=None, auth_token=None, max_retries=0,
-                                 default_headers={"X-Api-Key": alice_key})
+    client = anthropic.Anthropic(
+        base_url=live, api_key=None, auth_token=None, max_retries=0, default_headers={"X-Api-Key": alice_key}
+    )
     assert client.messages.create(model="claude-3-sonnet", max_tokens=20, messages=HELLO).content
 
 
@@ -166,20 +175,24 @@ def test_an_unknown_model_raises_not_found(sdk):
 
 
 def test_a_model_outside_the_keys_list_raises_permission_denied(live, alice, fake_openai):
-    _, secret = api_key_create(user=alice, name="claude only",
-                               allowed_models=LLMModel.objects.filter(name="claude-3-sonnet"))
+    _, secret = api_key_create(
+        user=alice, name="claude only", allowed_models=LLMModel.objects.filter(name="claude-3-sonnet")
+    )
     client = anthropic.Anthropic(base_url=live, api_key=secret, max_retries=0)
     with pytest.raises(anthropic.PermissionDeniedError):
         client.messages.create(model="gpt-3.5-turbo", max_tokens=20, messages=HELLO)
 
 
-@pytest.mark.parametrize("fields", [
-    {"messages": []},
-    {"messages": [{"role": "system", "content": "no"}]},
-    {"max_tokens": 0},
-    {"extra_body": {"temperature": 3}},
-    {"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]},
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"messages": []},
+        {"messages": [{"role": "system", "content": "no"}]},
+        {"max_tokens": 0},
+        {"extra_body": {"temperature": 3}},
+        {"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]},
+    ],
+)
 def test_a_bad_request_raises_bad_request_error(sdk, fake_anthropic, fields):
     with pytest.raises(anthropic.BadRequestError) as caught:
         sdk.messages.create(**{"model": "claude-3-sonnet", "max_tokens": 20, "messages": HELLO, **fields})

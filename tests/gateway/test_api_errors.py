@@ -17,15 +17,13 @@ def assert_json_error(response, status, type=None):
 
 
 def test_it_answers_malformed_json_with_a_json_400(seeded, alice_client):
-    response = alice_client.post("/api/agents/", data='{"name": "oops",',
-                                 content_type="application/json")
+    response = alice_client.post("/api/agents/", data='{"name": "oops",', content_type="application/json")
     error = assert_json_error(response, 400, "invalid_request")
     assert "JSON" in error["message"]
 
 
 def test_it_answers_malformed_json_at_sign_in_with_a_json_400(anon_client):
-    response = anon_client.post("/api/auth/token/", data="username=alice",
-                                content_type="application/json")
+    response = anon_client.post("/api/auth/token/", data="username=alice", content_type="application/json")
     assert_json_error(response, 400, "invalid_request")
 
 
@@ -41,14 +39,14 @@ def test_it_answers_wrong_types_naming_the_fields(seeded, staff_client):
 
 
 def test_it_answers_a_json_array_where_an_object_belongs_with_a_400(seeded, alice_client):
-    response = alice_client.post("/api/agents/", data="[1, 2, 3]",
-                                 content_type="application/json")
+    response = alice_client.post("/api/agents/", data="[1, 2, 3]", content_type="application/json")
     assert_json_error(response, 400, "validation_error")
 
 
 def test_it_refuses_form_encoded_bodies_with_a_json_415(seeded, alice_client):
-    response = alice_client.post("/api/agents/", data="name=x&model=gpt-4-turbo",
-                                 content_type="application/x-www-form-urlencoded")
+    response = alice_client.post(
+        "/api/agents/", data="name=x&model=gpt-4-turbo", content_type="application/x-www-form-urlencoded"
+    )
     assert_json_error(response, 415, "unsupported_media_type")
 
 
@@ -66,13 +64,11 @@ def test_it_answers_an_oversized_body_with_a_json_413(settings, seeded, alice_cl
 
 def test_it_answers_413_before_authentication(settings, anon_client):
     settings.MAX_REQUEST_BODY_BYTES = 100
-    response = anon_client.post("/api/auth/token/", {"username": "a" * 200, "password": "b"},
-                                format="json")
+    response = anon_client.post("/api/auth/token/", {"username": "a" * 200, "password": "b"}, format="json")
     assert_json_error(response, 413, "request_too_large")
 
 
-@pytest.mark.parametrize("path", ["/nope", "/api/nope/", "/api/models/gpt-4-turbo/extra/",
-                                  "/api/agents/not-a-number/"])
+@pytest.mark.parametrize("path", ["/nope", "/api/nope/", "/api/models/gpt-4-turbo/extra/", "/api/agents/not-a-number/"])
 def test_an_unknown_url_is_a_json_404_not_html(alice_client, path):
     error = assert_json_error(alice_client.get(path), 404, "not_found")
     assert "<html" not in error["message"].lower()

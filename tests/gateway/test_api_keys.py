@@ -28,9 +28,11 @@ def key_client(secret: str, header: str = "bearer") -> APIClient:
 
 
 def chat(client, model="gpt-3.5-turbo", max_tokens=20, content="Hello"):
-    return client.post("/v1/chat/completions", {"model": model, "max_tokens": max_tokens,
-                                                "messages": [{"role": "user", "content": content}]},
-                       format="json")
+    return client.post(
+        "/v1/chat/completions",
+        {"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": content}]},
+        format="json",
+    )
 
 
 def test_a_new_key_is_shown_once_and_only_its_hash_is_stored(alice_client):
@@ -56,10 +58,17 @@ def test_a_new_key_is_shown_once_and_only_its_hash_is_stored(alice_client):
 
 def test_a_key_gets_a_name_expiry_models_and_limits(alice_client, seeded):
     expires = (timezone.now() + timedelta(days=30)).isoformat()
-    response = alice_client.post("/api/keys/", {
-        "name": "batch job", "expires_at": expires, "allowed_models": ["gpt-3.5-turbo"],
-        "token_limit": 5000, "usd_limit": "2.50",
-    }, format="json")
+    response = alice_client.post(
+        "/api/keys/",
+        {
+            "name": "batch job",
+            "expires_at": expires,
+            "allowed_models": ["gpt-3.5-turbo"],
+            "token_limit": 5000,
+            "usd_limit": "2.50",
+        },
+        format="json",
+    )
 
     assert response.status_code == 201, response.json()
     body = response.json()
@@ -68,12 +77,15 @@ def test_a_key_gets_a_name_expiry_models_and_limits(alice_client, seeded):
     assert body["expires_at"] is not None
 
 
-@pytest.mark.parametrize("fields", [
-    {},
-    {"name": "x", "expires_at": "2001-01-01T00:00:00Z"},
-    {"name": "x", "allowed_models": ["no-such-model"]},
-    {"name": "x", "token_limit": -1},
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"name": "x", "expires_at": "2001-01-01T00:00:00Z"},
+        {"name": "x", "allowed_models": ["no-such-model"]},
+        {"name": "x", "token_limit": -1},
+    ],
+)
 def test_a_key_with_bad_fields_is_refused(alice_client, seeded, fields):
     response = alice_client.post("/api/keys/", fields, format="json")
     assert response.status_code == 400
@@ -162,8 +174,9 @@ def test_a_revoked_key_cannot_be_brought_back_by_its_user(alice_client, alice_ke
 def test_allowed_models_restrict_a_key(alice, seeded, fake_openai, fake_anthropic):
     from llm_models.models import LLMModel
 
-    _, secret = api_key_create(user=alice, name="gpt only",
-                               allowed_models=LLMModel.objects.filter(name="gpt-3.5-turbo"))
+    _, secret = api_key_create(
+        user=alice, name="gpt only", allowed_models=LLMModel.objects.filter(name="gpt-3.5-turbo")
+    )
     client = key_client(secret)
 
     assert chat(client, "gpt-3.5-turbo").status_code == 200
@@ -178,8 +191,9 @@ def test_allowed_models_also_hold_for_dialog_messages(alice, seeded, fake_anthro
     from dialogs.models import Dialog
     from llm_models.models import LLMModel
 
-    _, secret = api_key_create(user=alice, name="gpt only",
-                               allowed_models=LLMModel.objects.filter(name="gpt-3.5-turbo"))
+    _, secret = api_key_create(
+        user=alice, name="gpt only", allowed_models=LLMModel.objects.filter(name="gpt-3.5-turbo")
+    )
     dialog = Dialog.objects.create(owner=alice, model=LLMModel.objects.get(name="claude-3-sonnet"))
 
     response = key_client(secret).post(f"/api/dialogs/{dialog.pk}/messages/", {"content": "hi"}, format="json")
@@ -251,10 +265,12 @@ def test_a_key_has_its_own_tokens_per_minute(alice, seeded, fake_openai, django_
 
 # --- the admin console ---
 
+
 @pytest.fixture
 def key_admin(staff):
-    staff.user_permissions.add(*Permission.objects.filter(content_type__app_label="gateway",
-                                                          codename__in=["view_apikey", "change_apikey"]))
+    staff.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="gateway", codename__in=["view_apikey", "change_apikey"])
+    )
     browser = Client()
     assert browser.login(username="sam", password="sam-password")
     return browser
@@ -278,8 +294,9 @@ def test_staff_revoke_keys_with_the_admin_action(key_admin, alice, bob):
     alices_key, alices = api_key_create(user=alice, name="a")
     bobs_key, bobs = api_key_create(user=bob, name="b")
 
-    response = key_admin.post("/admin/gateway/apikey/", {"action": "revoke", "_selected_action": [alices_key.pk]},
-                              follow=True)
+    response = key_admin.post(
+        "/admin/gateway/apikey/", {"action": "revoke", "_selected_action": [alices_key.pk]}, follow=True
+    )
 
     assert "1 key(s) revoked." in response.content.decode()
     assert key_client(alices).get("/api/me/").status_code == 401

@@ -27,8 +27,11 @@ def test_api_responses_carry_the_security_headers_and_no_session(live, alice_key
 
 def test_api_refuses_oversized_bodies_before_reading_them(live, alice_key, settings):
     settings.MAX_REQUEST_BODY_BYTES = 100
-    status, _, body = fetch(f"{live}/v1/chat/completions", data=b"x" * 500,
-                            headers={"Authorization": f"Bearer {alice_key}", "Content-Type": "application/json"})
+    status, _, body = fetch(
+        f"{live}/v1/chat/completions",
+        data=b"x" * 500,
+        headers={"Authorization": f"Bearer {alice_key}", "Content-Type": "application/json"},
+    )
     assert status == 413
     assert json.loads(body)["error"]["type"] == "request_too_large"
 
@@ -38,6 +41,9 @@ def test_admin_pages_keep_sessions_csrf_and_frame_protection(live):
     assert status == 200
     assert "csrftoken=" in headers["Set-Cookie"]
     assert headers["X-Frame-Options"] == "DENY"
-    status, _, _ = fetch(f"{live}/admin/login/", data=b"username=a&password=b",
-                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+    status, _, _ = fetch(
+        f"{live}/admin/login/",
+        data=b"username=a&password=b",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert status == 403  # no CSRF token

@@ -47,9 +47,18 @@ def test_the_schema_is_openapi_3_and_lists_the_endpoints(anon_client):
     assert response.status_code == 200
     schema = response.json()
     assert schema["openapi"].startswith("3.")
-    for path in ["/api/auth/token/", "/api/auth/token/refresh/", "/api/auth/token/verify/",
-                 "/api/me/", "/api/models/", "/api/models/{name}/", "/api/admin/models/",
-                 "/api/admin/models/{name}/", "/api/agents/", "/api/agents/{id}/"]:
+    for path in [
+        "/api/auth/token/",
+        "/api/auth/token/refresh/",
+        "/api/auth/token/verify/",
+        "/api/me/",
+        "/api/models/",
+        "/api/models/{name}/",
+        "/api/admin/models/",
+        "/api/admin/models/{name}/",
+        "/api/agents/",
+        "/api/agents/{id}/",
+    ]:
         assert path in schema["paths"], path
     assert {"jwtAuth", "apiKeyAuth"} <= set(schema["components"]["securitySchemes"])
     # Secrets stay out of the public model shape.
@@ -74,8 +83,7 @@ def test_the_schema_generates_without_warnings_and_validates(tmp_path, capsys):
     """Every endpoint is described well enough that drf-spectacular need not guess."""
     GENERATOR_STATS.reset()
     try:
-        call_command("spectacular", "--fail-on-warn", "--validate", "--file",
-                     str(tmp_path / "schema.yaml"))
+        call_command("spectacular", "--fail-on-warn", "--validate", "--file", str(tmp_path / "schema.yaml"))
     except Exception as exc:  # the warnings themselves went to stderr
         pytest.fail(f"{exc}\n{capsys.readouterr().err}")
     finally:

@@ -30,6 +30,7 @@ def sdk(live, alice_key) -> openai.OpenAI:
 def async_sdk(live, alice_key):
     def make() -> openai.AsyncOpenAI:  # inside the test's event loop
         return openai.AsyncOpenAI(base_url=f"{live}/v1", api_key=alice_key, max_retries=0)
+
     return make
 
 
@@ -45,8 +46,11 @@ def test_a_completion_answers_in_openais_format_with_the_vendors_usage(request, 
     choice = completion.choices[0]
     assert choice.message.role == "assistant" and choice.message.content == "Hello there, friend."
     assert choice.finish_reason == "stop"
-    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens,
-            completion.usage.total_tokens) == (12, 5, 17)
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens, completion.usage.total_tokens) == (
+        12,
+        5,
+        17,
+    )
 
 
 @pytest.mark.parametrize("model,fake_name", MODELS)
@@ -54,8 +58,9 @@ def test_a_streamed_completion_ends_with_a_usage_chunk(request, sdk, model, fake
     fake = request.getfixturevalue(fake_name)
     fake.configure(text="one two three four", usage=(12, 5))
 
-    stream = sdk.chat.completions.create(model=model, messages=HELLO, max_tokens=50, stream=True,
-                                         stream_options={"include_usage": True})
+    stream = sdk.chat.completions.create(
+        model=model, messages=HELLO, max_tokens=50, stream=True, stream_options={"include_usage": True}
+    )
     chunks = list(stream)
 
     assert {c.object for c in chunks} == {"chat.completion.chunk"}
@@ -64,8 +69,11 @@ def test_a_streamed_completion_ends_with_a_usage_chunk(request, sdk, model, fake
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "one two three four"
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
     assert chunks[-1].choices == []
-    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens,
-            chunks[-1].usage.total_tokens) == (12, 5, 17)
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens, chunks[-1].usage.total_tokens) == (
+        12,
+        5,
+        17,
+    )
     assert all(c.usage is None for c in chunks[:-1])
 
 
@@ -79,8 +87,9 @@ def test_a_stream_without_include_usage_has_no_usage_chunk(sdk, fake_openai):
 
 def test_the_stream_helper_of_the_sdk_accumulates_the_reply(sdk, fake_anthropic):
     fake_anthropic.configure(text="a b c", usage=(7, 3))
-    with sdk.chat.completions.stream(model="claude-3-sonnet", messages=HELLO, max_tokens=20,
-                                     stream_options={"include_usage": True}) as stream:
+    with sdk.chat.completions.stream(
+        model="claude-3-sonnet", messages=HELLO, max_tokens=20, stream_options={"include_usage": True}
+    ) as stream:
         final = stream.get_final_completion()
     assert final.choices[0].message.content == "a b c"
     assert (final.usage.prompt_tokens, final.usage.completion_tokens) == (7, 3)
@@ -94,8 +103,9 @@ def test_the_async_client_completes_and_streams(request, async_sdk, model, fake_
     async def run():
         async with async_sdk() as client:
             completion = await client.chat.completions.create(model=model, messages=HELLO, max_tokens=20)
-            stream = await client.chat.completions.create(model=model, messages=HELLO, max_tokens=20,
-                                                          stream=True, stream_options={"include_usage": True})
+            stream = await client.chat.completions.create(
+                model=model, messages=HELLO, max_tokens=20, stream=True, stream_options={"include_usage": True}
+            )
             chunks = [chunk async for chunk in stream]
             return completion, chunks
 
@@ -128,9 +138,13 @@ def test_every_call_is_recorded_with_its_key_and_endpoint(sdk, alice, fake_opena
 
     key = APIKey.objects.get()
     records = list(UsageRecord.objects.order_by("id"))
-    assert [(r.model_name, r.prompt_tokens, r.completion_tokens, r.status, r.endpoint, r.api_key_id, r.user_id)
-            for r in records] == [("gpt-3.5-turbo", 12, 5, "ok", "openai", key.pk, alice.pk),
-                                  ("claude-3-sonnet", 30, 7, "ok", "openai", key.pk, alice.pk)]
+    assert [
+        (r.model_name, r.prompt_tokens, r.completion_tokens, r.status, r.endpoint, r.api_key_id, r.user_id)
+        for r in records
+    ] == [
+        ("gpt-3.5-turbo", 12, 5, "ok", "openai", key.pk, alice.pk),
+        ("claude-3-sonnet", 30, 7, "ok", "openai", key.pk, alice.pk),
+    ]
     assert records[0].request_id == fake_openai.requests[0].request_id
     assert all(r.cost > 0 for r in records)
     quota = Quota.objects.get(user=alice)
@@ -142,9 +156,16 @@ def test_every_call_is_recorded_with_its_key_and_endpoint(sdk, alice, fake_opena
 
 def test_the_request_parameters_reach_the_vendor(sdk, fake_openai):
     sdk.chat.completions.create(
-        model="gpt-3.5-turbo", max_completion_tokens=33, temperature=0.4, top_p=0.9, stop=["END"], user="u-1",
-        messages=[{"role": "developer", "content": "Be brief."},
-                  {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]}],
+        model="gpt-3.5-turbo",
+        max_completion_tokens=33,
+        temperature=0.4,
+        top_p=0.9,
+        stop=["END"],
+        user="u-1",
+        messages=[
+            {"role": "developer", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]},
+        ],
     )
     sent = fake_openai.last.json
     assert sent["model"] == "gpt-3.5-turbo"
@@ -233,14 +254,17 @@ def test_a_wrong_key_raises_authentication_error(live, api_key):
         client.models.list()
 
 
-@pytest.mark.parametrize("fields,param", [
-    ({"messages": []}, "messages"),
-    ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages"),
-    ({"temperature": 7}, "temperature"),
-    ({"max_tokens": 0}, "max_tokens"),
-    ({"max_tokens": 10**6}, "max_tokens"),
-    ({"stop": 5}, "stop"),
-])
+@pytest.mark.parametrize(
+    "fields,param",
+    [
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages"),
+        ({"temperature": 7}, "temperature"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": 10**6}, "max_tokens"),
+        ({"stop": 5}, "stop"),
+    ],
+)
 def test_a_bad_request_raises_bad_request_error(sdk, fake_openai, fields, param):
     with pytest.raises(openai.BadRequestError) as caught:
         sdk.chat.completions.create(**{"model": "gpt-3.5-turbo", "messages": HELLO, **fields})
@@ -255,8 +279,9 @@ def test_a_prompt_longer_than_the_context_window_is_a_bad_request(sdk, fake_open
 
 
 def test_a_model_outside_the_keys_list_raises_permission_denied(live, alice, fake_anthropic):
-    _, secret = api_key_create(user=alice, name="gpt only",
-                               allowed_models=LLMModel.objects.filter(name="gpt-3.5-turbo"))
+    _, secret = api_key_create(
+        user=alice, name="gpt only", allowed_models=LLMModel.objects.filter(name="gpt-3.5-turbo")
+    )
     client = openai.OpenAI(base_url=f"{live}/v1", api_key=secret, max_retries=0)
     with pytest.raises(openai.PermissionDeniedError):
         client.chat.completions.create(model="claude-3-sonnet", messages=HELLO)
@@ -296,8 +321,12 @@ def test_a_vendor_refusal_before_a_stream_starts_is_an_http_status(sdk, fake_ope
 
 def test_a_client_that_hangs_up_mid_stream_pays_for_what_was_sent(live, alice_key, alice, fake_openai):
     fake_openai.configure(text=" ".join(["word"] * 50), chunk_delay=0.05)
-    with httpx.stream("POST", f"{live}/v1/chat/completions", headers={"Authorization": f"Bearer {alice_key}"},
-                      json={"model": "gpt-3.5-turbo", "messages": HELLO, "stream": True}) as response:
+    with httpx.stream(
+        "POST",
+        f"{live}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {alice_key}"},
+        json={"model": "gpt-3.5-turbo", "messages": HELLO, "stream": True},
+    ) as response:
         assert response.status_code == 200
         lines = response.iter_lines()
         assert any("word" in line for line in lines)

@@ -25,9 +25,11 @@ AUDIENCE = "llm-gateway"
 
 def make_key_pair():
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public_pem = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private, public_pem
 
 
@@ -60,8 +62,14 @@ def idp_settings(settings, idp_key):
 
 def outside_token(private_key, *, kid=None, **overrides) -> str:
     now = int(time.time())
-    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "carol", "email": "carol@example.com",
-              "iat": now, "exp": now + 300}
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "carol",
+        "email": "carol@example.com",
+        "iat": now,
+        "exp": now + 300,
+    }
     claims.update(overrides)
     claims = {key: value for key, value in claims.items() if value is not None}
     headers = {"kid": kid} if kid else None
@@ -78,8 +86,7 @@ def error_message(response, status=401):
     return response.json()["error"]["message"]
 
 
-def test_it_accepts_an_idp_token_and_creates_the_user_on_first_sight(idp_settings, idp_key,
-                                                                      anon_client):
+def test_it_accepts_an_idp_token_and_creates_the_user_on_first_sight(idp_settings, idp_key, anon_client):
     User = get_user_model()
     assert not User.objects.filter(username="carol").exists()
 
@@ -149,8 +156,7 @@ def test_it_rejects_a_tampered_idp_token(idp_settings, idp_key, anon_client):
 
 def test_it_rejects_an_unsigned_token_claiming_the_idp_issuer(idp_settings, anon_client):
     now = int(time.time())
-    token = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "carol", "exp": now + 300},
-                       None, algorithm="none")
+    token = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "carol", "exp": now + 300}, None, algorithm="none")
     message = error_message(get_me(anon_client, token))
     assert message == "Unsigned tokens (alg 'none') are not accepted."
     assert not get_user_model().objects.filter(username="carol").exists()
@@ -159,8 +165,11 @@ def test_it_rejects_an_unsigned_token_claiming_the_idp_issuer(idp_settings, anon
 def test_it_rejects_an_hmac_token_claiming_the_idp_issuer(idp_settings, anon_client):
     """Algorithm confusion: an HS256 token must not pass as the IdP's RS256."""
     now = int(time.time())
-    token = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "carol", "exp": now + 300},
-                       "a-guessable-shared-secret-0123456789abcdef", algorithm="HS256")
+    token = jwt.encode(
+        {"iss": ISSUER, "aud": AUDIENCE, "sub": "carol", "exp": now + 300},
+        "a-guessable-shared-secret-0123456789abcdef",
+        algorithm="HS256",
+    )
     assert get_me(anon_client, token).status_code == 401
     assert not get_user_model().objects.filter(username="carol").exists()
 
@@ -174,6 +183,7 @@ def test_it_refuses_idp_tokens_when_no_issuer_is_configured(settings, idp_key, a
 
 
 # --- JWKS ---------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def jwks_server(idp_key):
@@ -218,8 +228,7 @@ def jwks_settings(settings, jwks_server):
     return settings
 
 
-def test_it_accepts_an_idp_token_verified_through_jwks(jwks_settings, jwks_server, idp_key,
-                                                        anon_client):
+def test_it_accepts_an_idp_token_verified_through_jwks(jwks_settings, jwks_server, idp_key, anon_client):
     response = get_me(anon_client, outside_token(idp_key[0], kid="idp-key-1", sub="dave"))
     assert response.status_code == 200, response.content
     assert response.json()["username"] == "dave"

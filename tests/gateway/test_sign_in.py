@@ -11,8 +11,7 @@ pytestmark = pytest.mark.django_db
 
 
 def sign_in(client, username="alice", password="alice-password"):
-    return client.post("/api/auth/token/", {"username": username, "password": password},
-                       format="json")
+    return client.post("/api/auth/token/", {"username": username, "password": password}, format="json")
 
 
 def bearer(client, token):
@@ -70,29 +69,25 @@ def test_it_rejects_an_inactive_user(alice, anon_client):
 def test_it_rotates_the_refresh_token_and_refuses_the_used_one(alice, anon_client):
     first = sign_in(anon_client).json()
 
-    refreshed = anon_client.post("/api/auth/token/refresh/", {"refresh": first["refresh"]},
-                                 format="json")
+    refreshed = anon_client.post("/api/auth/token/refresh/", {"refresh": first["refresh"]}, format="json")
     assert refreshed.status_code == 200
     second = refreshed.json()
     assert second["refresh"] != first["refresh"]
     assert bearer(anon_client, second["access"]).get("/api/me/").status_code == 200
 
     anon_client.credentials()
-    replay = anon_client.post("/api/auth/token/refresh/", {"refresh": first["refresh"]},
-                              format="json")
+    replay = anon_client.post("/api/auth/token/refresh/", {"refresh": first["refresh"]}, format="json")
     error = assert_error(replay, 401)
     assert "blacklisted" in error["message"].lower()
 
     # The new refresh token still works.
-    again = anon_client.post("/api/auth/token/refresh/", {"refresh": second["refresh"]},
-                             format="json")
+    again = anon_client.post("/api/auth/token/refresh/", {"refresh": second["refresh"]}, format="json")
     assert again.status_code == 200
 
 
 def test_it_refuses_an_access_token_as_a_refresh_token(alice, anon_client):
     tokens = sign_in(anon_client).json()
-    response = anon_client.post("/api/auth/token/refresh/", {"refresh": tokens["access"]},
-                                format="json")
+    response = anon_client.post("/api/auth/token/refresh/", {"refresh": tokens["access"]}, format="json")
     error = assert_error(response, 401)
     assert "type" in error["message"].lower()
 
@@ -102,8 +97,7 @@ def test_it_verifies_a_good_token_and_refuses_a_bad_one(alice, anon_client):
     good = anon_client.post("/api/auth/token/verify/", {"token": tokens["access"]}, format="json")
     assert good.status_code == 200
 
-    bad = anon_client.post("/api/auth/token/verify/", {"token": tokens["access"][:-4] + "AAAA"},
-                           format="json")
+    bad = anon_client.post("/api/auth/token/verify/", {"token": tokens["access"][:-4] + "AAAA"}, format="json")
     assert_error(bad, 401)
 
 
@@ -120,6 +114,7 @@ def test_me_shows_staff_as_staff(staff_client):
 
 # --- bad tokens -----------------------------------------------------------------------------
 
+
 def gateway_token(user, **changes) -> str:
     token = AccessToken.for_user(user)
     for key, value in changes.items():
@@ -130,16 +125,16 @@ def gateway_token(user, **changes) -> str:
 def test_it_rejects_an_expired_token_saying_so(alice, anon_client):
     token = AccessToken.for_user(alice)
     token.set_exp(lifetime=-timedelta(minutes=1))
-    error = assert_error(bearer(anon_client, str(token)).get("/api/me/"), 401,
-                         "authentication_failed")
+    error = assert_error(bearer(anon_client, str(token)).get("/api/me/"), 401, "authentication_failed")
     assert error["message"] == "Token has expired."
 
 
 def test_it_rejects_a_token_whose_signature_was_changed(alice, anon_client):
     header, payload, signature = gateway_token(alice).split(".")
     tampered_sig = ("A" if signature[0] != "A" else "B") + signature[1:]
-    error = assert_error(bearer(anon_client, f"{header}.{payload}.{tampered_sig}").get("/api/me/"),
-                         401, "authentication_failed")
+    error = assert_error(
+        bearer(anon_client, f"{header}.{payload}.{tampered_sig}").get("/api/me/"), 401, "authentication_failed"
+    )
     assert error["message"] == "Token signature is invalid."
 
 
@@ -147,8 +142,7 @@ def test_it_rejects_a_token_whose_claims_were_changed(alice, bob, anon_client):
     """Swap in bob's user id but keep alice's signature: the signature no longer matches."""
     header, _, signature = gateway_token(alice).split(".")
     _, bob_payload, _ = gateway_token(bob).split(".")
-    error = assert_error(bearer(anon_client, f"{header}.{bob_payload}.{signature}").get("/api/me/"),
-                         401)
+    error = assert_error(bearer(anon_client, f"{header}.{bob_payload}.{signature}").get("/api/me/"), 401)
     assert error["message"] == "Token signature is invalid."
 
 
@@ -162,8 +156,7 @@ def test_it_rejects_a_token_signed_with_another_key(alice, anon_client):
 def test_it_rejects_an_unsigned_alg_none_token(alice, anon_client):
     claims = AccessToken.for_user(alice).payload
     unsigned = jwt.encode(claims, None, algorithm="none")
-    error = assert_error(bearer(anon_client, unsigned).get("/api/me/"), 401,
-                         "authentication_failed")
+    error = assert_error(bearer(anon_client, unsigned).get("/api/me/"), 401, "authentication_failed")
     assert error["message"] == "Unsigned tokens (alg 'none') are not accepted."
 
 

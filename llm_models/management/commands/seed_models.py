@@ -7,8 +7,7 @@ class Command(BaseCommand):
     help = "Create the catalog's models from llm_models/seed_models.json (idempotent)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--update", action="store_true",
-                            help="Overwrite existing models' metadata from the file.")
+        parser.add_argument("--update", action="store_true", help="Overwrite existing models' metadata from the file.")
 
     def handle(self, *args, update: bool = False, **options):
         result = models_seed(update=update)
@@ -17,6 +16,5 @@ class Command(BaseCommand):
         for name in result.updated:
             self.stdout.write(f"updated {name}")
         self.stdout.write(
-            f"{len(result.created)} created, {len(result.updated)} updated, "
-            f"{len(result.unchanged)} unchanged"
+            f"{len(result.created)} created, {len(result.updated)} updated, {len(result.unchanged)} unchanged"
         )
