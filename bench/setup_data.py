@@ -35,11 +35,10 @@ def main(argv: list[str] | None = None) -> None:
     from django.db import transaction
     from django.utils import timezone
 
+    from billing.keys import api_key_create
     from billing.models import Quota
-    from billing.services import period_start
+    from billing.periods import period_start
     from dialogs.models import Dialog
-    from gateway.keys import api_key_create
-    from llm_models import catalog
     from llm_models.models import LLMModel
 
     vendor = args.vendor_url.rstrip("/")
@@ -91,7 +90,6 @@ def main(argv: list[str] | None = None) -> None:
         dialogs = Dialog.objects.bulk_create(
             [Dialog(owner=user, model=model, title=f"bench {i}") for i in range(args.dialogs)]
         )
-    catalog.invalidate()  # the workers may hold a model row from an earlier run's vendor port
     json.dump({"key": secret, "user_id": user.pk, "dialogs": [d.pk for d in dialogs]}, sys.stdout)
     sys.stdout.write("\n")
 

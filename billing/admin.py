@@ -1,45 +1,25 @@
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
-from django.contrib.auth.admin import UserAdmin
 from django.db.models import Q
 from django.utils import timezone
 
-from billing.models import DailyUsage, Quota, UsageRecord
-from billing.services import period_start, quota_reset
+from billing.keys import api_key_revoke
+from billing.models import APIKey, DailyUsage, Quota, UsageRecord
+from billing.quotas import QUOTA_EDITABLE, quota_reset, quota_save
 from llm_models.models import LLMModel
 
-QUOTA_EDITABLE = ["unlimited", "token_limit", "usd_limit", "period", "requests_per_minute", "tokens_per_minute"]
+User = get_user_model()
+
 QUOTA_COUNTERS = ["used_tokens", "reserved_tokens", "used_usd", "reserved_usd", "period_start", "last_reset_at"]
 
 
-def _restart_period_if_changed(quota: Quota, changed: list[str]) -> None:
-    if "period" in changed:
-        quota.period_start = period_start(quota.period, timezone.now())
-
-
 class QuotaInline(admin.StackedInline):
+    """A user's quota on the user's page (accounts.admin)."""
+
     model = Quota
     can_delete = False
     fields = QUOTA_EDITABLE + QUOTA_COUNTERS
     readonly_fields = QUOTA_COUNTERS
-
-
-User = get_user_model()
-admin.site.unregister(User)
-
-
-@admin.register(User)
-class GatewayUserAdmin(UserAdmin):
-    inlines = [QuotaInline]
-
-    def save_formset(self, request, form, formset, change):
-        for inline_form in formset.forms:
-            if isinstance(inline_form.instance, Quota):
-                quota = inline_form.instance
-                if quota.period_start is None:
-                    quota.period_start = period_start(quota.period, timezone.now())
-                _restart_period_if_changed(quota, inline_form.changed_data)
-        super().save_formset(request, form, formset, change)
 
 
 @admin.register(Quota)
@@ -66,15 +46,10 @@ class QuotaAdmin(admin.ModelAdmin):
 
     @admin.display(description="remaining tokens")
     def remaining_tokens(self, quota):
-        if quota.unlimited or quota.token_limit is None:
-            return "∞"
-        return max(quota.token_limit - quota.used_tokens - quota.reserved_tokens, 0)
+        return "∞" if quota.remaining_tokens is None else quota.remaining_tokens
 
     def save_model(self, request, obj, form, change):
-        if obj.period_start is None:
-            obj.period_start = period_start(obj.period, timezone.now())
-        _restart_period_if_changed(obj, form.changed_data)
-        super().save_model(request, obj, form, change)
+        quota_save(quota=obj, changed=form.changed_data)
 
     @admin.action(description="Reset now (usage records are kept)")
     def reset_now(self, request, queryset):
@@ -144,3 +119,30 @@ class DailyUsageAdmin(ReadOnlyAdmin):
     search_fields = ["=user__username"]
     date_hierarchy = "day"
     list_select_related = ["user"]
+
+
+@admin.register(APIKey)
+class APIKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "user", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter), "created_at"]
+    search_fields = ["name", "prefix", "user__username"]
+    readonly_fields = [
+        "prefix",
+        "key_hash",
+        "created_at",
+        "last_used_at",
+        "used_tokens",
+        "reserved_tokens",
+        "used_usd",
+        "reserved_usd",
+    ]
+    list_select_related = ["user"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False  # keys are made through the API, which shows the secret once
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke(self, request, queryset):
+        count = sum(api_key_revoke(key=key) for key in queryset)
+        self.message_user(request, f"{count} key(s) revoked.")

@@ -1,13 +1,21 @@
+import hashlib
+import secrets
+from datetime import datetime
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
+
+from billing.periods import Period, period_end
+
+KEY_PREFIX = "sk-gw-"
 
 
-class Period(models.TextChoices):
-    DAILY = "daily"
-    WEEKLY = "weekly"
-    MONTHLY = "monthly"
-    NONE = "none", "none (a total)"
+def hash_key(secret: str) -> str:
+    # Keys are long random strings, so a fast hash is enough: nothing to brute-force.
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 class Quota(models.Model):
@@ -49,6 +57,77 @@ class Quota(models.Model):
     def __str__(self):
         return f"Quota of {self.user}"
 
+    @property
+    def remaining_tokens(self) -> int | None:
+        """Tokens left in this period, after what is used and held; None: no token limit."""
+        if self.unlimited or self.token_limit is None:
+            return None
+        return max(self.token_limit - self.used_tokens - self.reserved_tokens, 0)
+
+    @property
+    def remaining_usd(self) -> Decimal | None:
+        if self.unlimited or self.usd_limit is None:
+            return None
+        return max(self.usd_limit - self.used_usd - self.reserved_usd, Decimal(0))
+
+    @property
+    def resets_at(self) -> datetime | None:
+        return period_end(self.period, self.period_start)
+
+
+class APIKeyQuerySet(models.QuerySet):
+    def active(self):
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+
+
+class APIKey(models.Model):
+    """A secret that authenticates as its user, with its own limits and spend inside the user's
+    quota. Only its hash is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text="The first characters, to recognise the key.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    allowed_models = models.ManyToManyField(
+        "llm_models.LLMModel", blank=True, related_name="+", help_text="Empty = every enabled model."
+    )
+    token_limit = models.BigIntegerField(
+        null=True, blank=True, help_text="This key's own total, inside the user's quota."
+    )
+    usd_limit = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    requests_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="This key's own rate, inside the user's."
+    )
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="This key's own rate, inside the user's."
+    )
+    used_tokens = models.BigIntegerField(default=0)
+    reserved_tokens = models.BigIntegerField(default=0)
+    used_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    reserved_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = APIKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API key"
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def new_secret() -> str:
+        return KEY_PREFIX + secrets.token_urlsafe(32)
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+
 
 class Reservation(models.Model):
     """The worst case of one request in flight, held on the quota until it settles."""
@@ -56,7 +135,7 @@ class Reservation(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     # A key deleted while its request is in flight leaves the reservation (and so the quota's
     # share of it) to be settled or released as usual.
-    api_key = models.ForeignKey("gateway.APIKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    api_key = models.ForeignKey("billing.APIKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     tokens = models.BigIntegerField()
     cost = models.DecimalField(max_digits=18, decimal_places=8)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -86,7 +165,7 @@ class UsageRecord(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_records")
     api_key = models.ForeignKey(
-        "gateway.APIKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_records"
+        "billing.APIKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_records"
     )
     dialog = models.ForeignKey("dialogs.Dialog", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     message = models.ForeignKey("dialogs.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -10,7 +10,7 @@ import time
 
 from django.core.cache import cache
 
-from gateway.errors import GatewayError
+from common.errors import GatewayError
 
 
 class RateLimited(GatewayError):

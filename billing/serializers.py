@@ -1,7 +1,8 @@
+from django.utils import timezone
 from rest_framework import serializers
 
-from billing.models import Quota
-from billing.services import period_end, period_start
+from billing.models import APIKey, Quota
+from llm_models.models import LLMModel
 
 
 class QuotaSerializer(serializers.ModelSerializer):
@@ -36,26 +37,15 @@ class QuotaSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["used_tokens", "reserved_tokens", "period_start", "last_reset_at"]
 
-    def get_remaining_tokens(self, quota) -> int | None:
-        if quota.unlimited or quota.token_limit is None:
-            return None
-        return max(quota.token_limit - quota.used_tokens - quota.reserved_tokens, 0)
+    def get_remaining_tokens(self, quota: Quota) -> int | None:
+        return quota.remaining_tokens
 
-    def get_remaining_usd(self, quota) -> str | None:
-        if quota.unlimited or quota.usd_limit is None:
-            return None
-        return str(max(quota.usd_limit - quota.used_usd - quota.reserved_usd, 0))
+    def get_remaining_usd(self, quota: Quota) -> str | None:
+        remaining = quota.remaining_usd
+        return None if remaining is None else str(remaining)
 
-    def get_resets_at(self, quota) -> str | None:
-        end = period_end(quota.period, quota.period_start)
-        return end.isoformat() if end else None
-
-    def update(self, instance, validated_data):
-        if "period" in validated_data and validated_data["period"] != instance.period:
-            from django.utils import timezone
-
-            instance.period_start = period_start(validated_data["period"], timezone.now())
-        return super().update(instance, validated_data)
+    def get_resets_at(self, quota: Quota) -> str | None:
+        return quota.resets_at.isoformat() if quota.resets_at else None
 
 
 class DateRangeSerializer(serializers.Serializer):
@@ -68,3 +58,38 @@ class DateRangeSerializer(serializers.Serializer):
         if attrs.get("start") and attrs.get("end") and attrs["start"] > attrs["end"]:
             raise serializers.ValidationError({"start": "Must not be after end."})
         return attrs
+
+
+class APIKeySerializer(serializers.ModelSerializer):
+    allowed_models = serializers.SlugRelatedField(
+        slug_field="name", many=True, required=False, queryset=LLMModel.objects.all()
+    )
+    token_limit = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    usd_limit = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=0, required=False, allow_null=True)
+    active = serializers.BooleanField(source="is_active", read_only=True)
+
+    class Meta:
+        model = APIKey
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "allowed_models",
+            "token_limit",
+            "usd_limit",
+            "requests_per_minute",
+            "tokens_per_minute",
+            "used_tokens",
+            "used_usd",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "revoked_at",
+            "active",
+        ]
+        read_only_fields = ["id", "prefix", "used_tokens", "used_usd", "created_at", "last_used_at", "revoked_at"]
+
+    def validate_expires_at(self, value):
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("Must be in the future.")
+        return value

@@ -1,64 +1,17 @@
-from datetime import timedelta
-
 from django.contrib.auth import get_user_model
-from django.db.models import Sum
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics
+from rest_framework import generics, mixins, status, viewsets
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 
-from billing.models import DailyUsage
-from billing.serializers import DateRangeSerializer, QuotaSerializer
-from billing.services import quota_get, quota_reset
-
-
-def usage_summary(*, start=None, end=None, user_id=None, model=None, by_user=False) -> dict:
-    """Totals by model and by day (and by user for staff), read from the daily aggregates."""
-    today = timezone.now().date()
-    end = end or today
-    start = start or end - timedelta(days=30)
-    rows = DailyUsage.objects.filter(day__gte=start, day__lte=end)
-    if user_id is not None:
-        rows = rows.filter(user_id=user_id)
-    if model:
-        rows = rows.filter(model_name=model)
-    sums = {
-        "requests": Sum("requests"),
-        "prompt_tokens": Sum("prompt_tokens"),
-        "completion_tokens": Sum("completion_tokens"),
-        "cost": Sum("cost"),
-    }
-
-    def shaped(queryset, *keys):
-        out = []
-        for row in queryset.values(*keys).annotate(**sums).order_by(*keys):
-            row["cost"] = str(row["cost"] or 0)
-            row["total_tokens"] = (row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0)
-            out.append(row)
-        return out
-
-    result = {
-        "start": start.isoformat(),
-        "end": end.isoformat(),
-        "total": _total(rows, sums),
-        "by_model": shaped(rows, "model_name"),
-        "by_day": shaped(rows, "day"),
-    }
-    if by_user:
-        result["by_user"] = shaped(rows, "user_id", "user__username")
-    return result
-
-
-def _total(rows, sums) -> dict:
-    total = rows.aggregate(**sums)
-    total = {key: value or 0 for key, value in total.items()}
-    total["cost"] = str(total["cost"])
-    total["total_tokens"] = total["prompt_tokens"] + total["completion_tokens"]
-    return total
+from billing.keys import api_key_create, api_key_revoke
+from billing.models import APIKey
+from billing.quotas import quota_get, quota_reset, quota_update
+from billing.selectors import usage_summary
+from billing.serializers import APIKeySerializer, DateRangeSerializer, QuotaSerializer
 
 
 @extend_schema(parameters=[DateRangeSerializer], responses=OpenApiTypes.OBJECT)
@@ -108,6 +61,9 @@ class AdminQuotaView(generics.RetrieveUpdateAPIView):
         user = get_object_or_404(get_user_model(), pk=self.kwargs["user_id"])
         return quota_get(user=user)
 
+    def perform_update(self, serializer):
+        quota_update(quota=serializer.instance, **serializer.validated_data)
+
 
 @extend_schema(request=None, responses=QuotaSerializer)
 @api_view(["POST"])
@@ -119,3 +75,30 @@ def admin_quota_reset(request, user_id: int):
     quota_reset(quota=quota)
     quota.refresh_from_db()
     return Response(QuotaSerializer(quota).data)
+
+
+class APIKeyViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """The signed-in user's API keys. POST returns the secret once (`key`); DELETE revokes."""
+
+    serializer_class = APIKeySerializer
+
+    def get_queryset(self):
+        return APIKey.objects.filter(user=self.request.user).prefetch_related("allowed_models")
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        fields = dict(serializer.validated_data)
+        key, secret = api_key_create(user=request.user, allowed_models=fields.pop("allowed_models", ()), **fields)
+        data = {**self.get_serializer(key).data, "key": secret}
+        return Response(data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance):
+        api_key_revoke(key=instance)

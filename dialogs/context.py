@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from gateway.errors import GatewayError
+from common.errors import GatewayError
 from llm_models.providers.tokens import count_messages
 
 # count_messages() adds the reply priming once per call; one message alone costs this much less.

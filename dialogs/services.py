@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from billing.services import Admission, billed_usage, completion_admit, completion_release, completion_settle
+from billing.admission import Admission, completion_admit, reservation_release
+from billing.settlement import billed_usage, completion_settle
+from common.db import db_phase
+from common.errors import GatewayError
+from completions.calls import from_provider_error
 from dialogs.context import fit_to_context
 from dialogs.models import Dialog, Message, MessageStatus, Role
 from dialogs.serializers import message_data
-from gateway.db import db_phase
-from gateway.errors import GatewayError, from_provider_error
 from llm_models.providers.base import (
     CompletionRequest,
     ProviderError,
@@ -96,7 +98,7 @@ def message_prepare(
             user_message = Message.objects.create(dialog=dialog, role=Role.USER, content=content, model=model)
             Dialog.objects.filter(pk=dialog.pk).update(updated_at=timezone.now())
     except BaseException:
-        completion_release(admission.reservation)
+        reservation_release(reservation=admission.reservation)
         raise
     request = build_request(model, messages=fitted.messages, max_tokens=max_tokens, temperature=temperature)
     return Prepared(dialog, user_message, admission, request)

@@ -4,12 +4,12 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, generics, viewsets
 from rest_framework.filters import SearchFilter
 
+from accounts.credentials import authenticate_request
+from common.db import db_phase
+from common.errors import GatewayError, error_body, error_response, from_api_exception, json_object
 from dialogs.models import Dialog, Message
 from dialogs.serializers import DialogSerializer, MessageSerializer, message_create_validated
 from dialogs.services import message_prepare, message_reply, message_reply_stream
-from gateway.auth import authenticate_request
-from gateway.db import db_phase
-from gateway.errors import GatewayError, error_body, error_response, from_api_exception, json_object
 
 
 class DialogViewSet(viewsets.ModelViewSet):

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.http import JsonResponse
 
-from gateway.errors import error_body
+from common.errors import error_body
 
 
 class BodySizeLimitMiddleware:

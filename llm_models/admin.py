@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
-from llm_models import catalog
 from llm_models.models import LLMModel
+from llm_models.services import model_save, models_set_enabled
 
 
 @admin.register(LLMModel)
@@ -23,17 +23,14 @@ class LLMModelAdmin(admin.ModelAdmin):
     readonly_fields = ["created_at", "updated_at"]
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        catalog.invalidate()
+        model_save(model=obj)
 
     @admin.action(description="Enable selected models")
     def enable(self, request, queryset):
-        count = queryset.update(enabled=True)
-        catalog.invalidate()
+        count = models_set_enabled(models=queryset, enabled=True)
         self.message_user(request, f"{count} model(s) enabled.", messages.SUCCESS)
 
     @admin.action(description="Disable selected models")
     def disable(self, request, queryset):
-        count = queryset.update(enabled=False)
-        catalog.invalidate()
+        count = models_set_enabled(models=queryset, enabled=False)
         self.message_user(request, f"{count} model(s) disabled.", messages.SUCCESS)

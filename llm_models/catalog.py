@@ -1,55 +1,40 @@
 """Looking models up by name on the hot path.
 
-Rows are cached per process for a few seconds, stamped by a version number kept in the
-shared cache: when staff edit a model, the version moves and every process reloads.
+Each process keeps the rows it looked up for a few seconds, then reads them again: a model
+changed by any path (the admin, the API, a command, the shell, a data migration) is served
+stale by no process for longer than LOCAL_TTL_SECONDS. The services that change models also
+drop this process's copies at once (`forget`), so a change is immediate where it was made.
+Re-reading one row per model name every few seconds costs nothing next to a completion.
 """
 
-import secrets
 import time
-
-from django.core.cache import cache
 
 from llm_models.models import LLMModel
 
-VERSION_KEY = "llm_models:version"
 LOCAL_TTL_SECONDS = 5.0
+# Unknown names are remembered too (a client retrying a typo); bounded, so a flood of invented
+# names cannot grow a worker without end.
+MAX_ENTRIES = 1_000
 
-_local: dict = {"version": None, "checked": 0.0, "models": {}}
-
-
-def _fresh_version() -> int:
-    # Random, not 1: after the shared cache is flushed (a Redis restart), a process still
-    # holding the old version must not mistake the new one for it.
-    return secrets.randbelow(2**31) + 1
-
-
-def invalidate() -> None:
-    try:
-        cache.incr(VERSION_KEY)
-    except ValueError:
-        cache.set(VERSION_KEY, _fresh_version(), None)
-    _local["models"] = {}
-    _local["version"] = None
-
-
-def _refresh_if_stale() -> None:
-    now = time.monotonic()
-    if now - _local["checked"] < LOCAL_TTL_SECONDS and _local["version"] is not None:
-        return
-    version = cache.get(VERSION_KEY)
-    if version is None:
-        cache.add(VERSION_KEY, _fresh_version(), None)
-        version = cache.get(VERSION_KEY, 1)
-    if version != _local["version"]:
-        _local["models"] = {}
-        _local["version"] = version
-    _local["checked"] = now
+_cache: dict[str, tuple[float, LLMModel | None]] = {}
+_NAME_LENGTH = LLMModel._meta.get_field("name").max_length or 100
 
 
 def model_get(name: str) -> LLMModel | None:
     """The model named `name`, enabled or not, or None. Sync: may touch the DB."""
-    _refresh_if_stale()
-    models = _local["models"]
-    if name not in models:
-        models[name] = LLMModel.objects.filter(name=name).first()
-    return models[name]
+    if len(name) > _NAME_LENGTH:
+        return None  # no model has such a name; not worth a query or a cache entry
+    now = time.monotonic()
+    entry = _cache.get(name)
+    if entry is not None and entry[0] > now:
+        return entry[1]
+    model = LLMModel.objects.filter(name=name).first()
+    if len(_cache) >= MAX_ENTRIES:
+        _cache.clear()
+    _cache[name] = (now + LOCAL_TTL_SECONDS, model)
+    return model
+
+
+def forget() -> None:
+    """Drop this process's copies (after a change, or between tests)."""
+    _cache.clear()

@@ -1,9 +1,9 @@
 from rest_framework import mixins, viewsets
 from rest_framework.permissions import IsAdminUser
 
-from llm_models import catalog
 from llm_models.models import LLMModel
 from llm_models.serializers import LLMModelAdminSerializer, LLMModelSerializer
+from llm_models.services import model_save
 
 
 class LLMModelViewSet(viewsets.ReadOnlyModelViewSet):
@@ -32,9 +32,9 @@ class LLMModelAdminViewSet(
     lookup_value_regex = "[^/]+"
 
     def perform_create(self, serializer):
-        serializer.save()
-        catalog.invalidate()
+        serializer.instance = model_save(model=LLMModel(**serializer.validated_data))
 
     def perform_update(self, serializer):
-        serializer.save()
-        catalog.invalidate()
+        for name, value in serializer.validated_data.items():
+            setattr(serializer.instance, name, value)
+        model_save(model=serializer.instance)

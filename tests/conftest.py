@@ -15,7 +15,7 @@ pytest_plugins = ["tests.fakes.fixtures", "tests.live_server"]
 def _clear_cache():
     cache.clear()
     # The catalog's per-process copy of the models would outlive the test's rows (and their ids).
-    catalog.invalidate()
+    catalog.forget()
     yield
     cache.clear()
 

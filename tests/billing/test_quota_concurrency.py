@@ -10,11 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db.models import Sum
 
-from billing.models import Quota, Reservation, UsageRecord
-from billing.services import quota_get
+from billing.keys import api_key_create
+from billing.models import APIKey, Quota, Reservation, UsageRecord
+from billing.quotas import quota_get
 from dialogs.models import Dialog, Message
-from gateway.keys import api_key_create
-from gateway.models import APIKey
 from llm_models.models import LLMModel
 from tests.conftest import client_for
 from tests.live_server import gateway_processes

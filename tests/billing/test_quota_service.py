@@ -6,14 +6,10 @@ from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
 
+from billing.admission import QuotaExceeded, quota_reserve, reservations_release_stale
 from billing.models import DailyUsage, Quota, Reservation, UsageRecord
-from billing.services import (
-    QuotaExceeded,
-    quota_get,
-    quota_reserve,
-    reservations_release_stale,
-    usage_settle,
-)
+from billing.quotas import quota_get
+from billing.settlement import usage_settle
 from llm_models.models import LLMModel
 
 pytestmark = pytest.mark.django_db
@@ -136,7 +132,7 @@ def test_reset_quotas_resets_chosen_users_and_keeps_usage_records(alice, bob, gp
 
 
 def test_a_key_deleted_mid_request_still_settles_on_the_quota(alice, gpt):
-    from gateway.keys import api_key_create
+    from billing.keys import api_key_create
 
     limit(alice, token_limit=1000)
     key, _ = api_key_create(user=alice, name="deleted mid-request")

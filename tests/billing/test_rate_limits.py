@@ -1,6 +1,6 @@
 import pytest
 
-from billing.services import quota_get
+from billing.quotas import quota_get
 from dialogs.models import Dialog, Message
 from llm_models.models import LLMModel
 from tests.dialogs.conftest import send

@@ -1,7 +1,7 @@
 import pytest
 
 from billing.models import Quota
-from billing.services import quota_get
+from billing.quotas import quota_get
 from dialogs.models import Dialog
 from llm_models.models import LLMModel
 from tests.dialogs.conftest import send

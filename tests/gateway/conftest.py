@@ -2,9 +2,9 @@
 
 import pytest
 
+from billing.keys import api_key_create
 from billing.models import Quota
-from billing.services import quota_get
-from gateway.keys import api_key_create
+from billing.quotas import quota_get
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ def test_a_wrong_password_does_not_sign_staff_in(staff):
         "/admin/agents/agent/",
         "/admin/agents/agent/add/",
         "/admin/auth/user/",
-        "/admin/gateway/apikey/",
+        "/admin/billing/apikey/",
     ],
 )
 def test_a_superuser_opens_every_admin_page(seeded, admin_browser, alice, path):

@@ -7,9 +7,8 @@ import anthropic
 import httpx2 as httpx
 import pytest
 
-from billing.models import Quota, UsageRecord
-from gateway.keys import api_key_create
-from gateway.models import APIKey
+from billing.keys import api_key_create
+from billing.models import APIKey, Quota, UsageRecord
 from llm_models.models import LLMModel
 from tests.gateway.conftest import set_quota
 

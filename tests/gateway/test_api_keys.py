@@ -10,9 +10,8 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from billing.models import Quota, Reservation, UsageRecord
-from gateway.keys import api_key_create
-from gateway.models import APIKey, hash_key
+from billing.keys import api_key_create
+from billing.models import APIKey, Quota, Reservation, UsageRecord, hash_key
 from tests.gateway.conftest import set_quota
 
 pytestmark = pytest.mark.django_db
@@ -269,7 +268,7 @@ def test_a_key_has_its_own_tokens_per_minute(alice, seeded, fake_openai, django_
 @pytest.fixture
 def key_admin(staff):
     staff.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="gateway", codename__in=["view_apikey", "change_apikey"])
+        *Permission.objects.filter(content_type__app_label="billing", codename__in=["view_apikey", "change_apikey"])
     )
     browser = Client()
     assert browser.login(username="sam", password="sam-password")
@@ -280,14 +279,14 @@ def test_staff_see_every_key_in_the_admin_but_never_a_secret(key_admin, alice, b
     _, alices = api_key_create(user=alice, name="alice's laptop")
     _, bobs = api_key_create(user=bob, name="bob's server")
 
-    content = key_admin.get("/admin/gateway/apikey/").content.decode()
+    content = key_admin.get("/admin/billing/apikey/").content.decode()
 
     assert "alice&#x27;s laptop" in content and "bob&#x27;s server" in content
     assert alices[:12] in content and bobs[:12] in content
     assert alices not in content and bobs not in content
     key = APIKey.objects.get(user=alice)
-    assert alices not in key_admin.get(f"/admin/gateway/apikey/{key.pk}/change/").content.decode()
-    assert key_admin.get("/admin/gateway/apikey/add/").status_code == 403  # keys are made by users
+    assert alices not in key_admin.get(f"/admin/billing/apikey/{key.pk}/change/").content.decode()
+    assert key_admin.get("/admin/billing/apikey/add/").status_code == 403  # keys are made by users
 
 
 def test_staff_revoke_keys_with_the_admin_action(key_admin, alice, bob):
@@ -295,7 +294,7 @@ def test_staff_revoke_keys_with_the_admin_action(key_admin, alice, bob):
     bobs_key, bobs = api_key_create(user=bob, name="b")
 
     response = key_admin.post(
-        "/admin/gateway/apikey/", {"action": "revoke", "_selected_action": [alices_key.pk]}, follow=True
+        "/admin/billing/apikey/", {"action": "revoke", "_selected_action": [alices_key.pk]}, follow=True
     )
 
     assert "1 key(s) revoked." in response.content.decode()
@@ -306,13 +305,13 @@ def test_staff_revoke_keys_with_the_admin_action(key_admin, alice, bob):
 
 
 def test_staff_who_may_only_view_keys_cannot_revoke_them(staff, alice):
-    staff.user_permissions.add(Permission.objects.get(content_type__app_label="gateway", codename="view_apikey"))
+    staff.user_permissions.add(Permission.objects.get(content_type__app_label="billing", codename="view_apikey"))
     browser = Client()
     browser.login(username="sam", password="sam-password")
     key, _ = api_key_create(user=alice, name="a")
 
-    assert browser.get("/admin/gateway/apikey/").status_code == 200
-    browser.post("/admin/gateway/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
+    assert browser.get("/admin/billing/apikey/").status_code == 200
+    browser.post("/admin/billing/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
 
     key.refresh_from_db()
     assert key.revoked_at is None

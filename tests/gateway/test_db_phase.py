@@ -6,9 +6,9 @@ import pytest
 from asgiref.sync import ThreadSensitiveContext
 from django.db import OperationalError
 
-import gateway.db
-from gateway.db import db_phase
-from gateway.errors import GatewayError
+import common.db
+from common.db import db_phase
+from common.errors import GatewayError
 
 
 def test_a_database_that_cannot_answer_is_a_503_with_retry_after_not_a_500():
@@ -23,7 +23,7 @@ def test_a_database_that_cannot_answer_is_a_503_with_retry_after_not_a_500():
 
 
 def test_no_more_phases_run_at_once_than_the_pool_has_connections(monkeypatch):
-    monkeypatch.setattr(gateway.db, "_pool_size", lambda: 3)
+    monkeypatch.setattr(common.db, "_pool_size", lambda: 3)
     lock, running, most = threading.Lock(), 0, 0
 
     def phase():

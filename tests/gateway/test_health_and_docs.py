@@ -4,7 +4,7 @@ import pytest
 from django.core.management import call_command
 from drf_spectacular.drainage import GENERATOR_STATS
 
-from gateway import views
+from common import health as views
 
 pytestmark = pytest.mark.django_db
 

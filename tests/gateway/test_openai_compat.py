@@ -8,9 +8,8 @@ import httpx2 as httpx
 import openai
 import pytest
 
-from billing.models import Quota, UsageRecord
-from gateway.keys import api_key_create
-from gateway.models import APIKey
+from billing.keys import api_key_create
+from billing.models import APIKey, Quota, UsageRecord
 from llm_models import catalog
 from llm_models.models import LLMModel
 from tests.gateway.conftest import set_quota
@@ -193,7 +192,7 @@ def test_an_unknown_model_is_not_found(sdk, fake_openai):
 
 def test_a_disabled_model_is_not_found(sdk, fake_openai):
     LLMModel.objects.filter(name="gpt-3.5-turbo").update(enabled=False)
-    catalog.invalidate()
+    catalog.forget()
 
     with pytest.raises(openai.NotFoundError):
         sdk.chat.completions.create(model="gpt-3.5-turbo", messages=HELLO)

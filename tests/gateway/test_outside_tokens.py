@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.contrib.auth import get_user_model
 
-from gateway import auth
+from accounts import credentials as auth
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from billing.services import reservations_release_stale
+from billing.admission import reservations_release_stale
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 
 from billing.models import Period
-from billing.services import quotas_reset
+from billing.quotas import quotas_reset
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import OperationalError, connection
 
-from gateway.errors import GatewayError
+from common.errors import GatewayError
 
 logger = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 
-from gateway.auth import authenticate_request
-from gateway.compat.calls import CallParams, call_complete, call_prepare, call_stream_open
-from gateway.db import db_phase
-from gateway.errors import GatewayError, from_api_exception, json_object
+from accounts.credentials import authenticate_request
+from common.db import db_phase
+from common.errors import GatewayError, from_api_exception, json_object
+from completions.calls import CallParams, call_complete, call_prepare, call_stream_open
 from llm_models.models import LLMModel
 
 

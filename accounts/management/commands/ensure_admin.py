@@ -1,22 +1,20 @@
-from django.contrib.auth import get_user_model
+import os
+
 from django.core.management.base import BaseCommand
 
-from gateway.settings import env
+from accounts.services import staff_user_ensure, staff_user_exists
 
 
 class Command(BaseCommand):
     help = "Make sure a staff account can log in: from ADMIN_USERNAME/ADMIN_PASSWORD, or say how."
 
     def handle(self, *args, **options):
-        users = get_user_model().objects
-        username, password = env("ADMIN_USERNAME"), env("ADMIN_PASSWORD")
+        # Read here, not from settings: the variables only matter to this command.
+        username, password = os.environ.get("ADMIN_USERNAME", ""), os.environ.get("ADMIN_PASSWORD", "")
         if username and password:
-            user, created = users.get_or_create(username=username)
-            user.is_staff = user.is_superuser = True
-            user.set_password(password)
-            user.save()
+            created = staff_user_ensure(username=username, password=password)
             self.stdout.write(f"{'created' if created else 'updated'} staff user {username}")
-        elif users.filter(is_staff=True, is_active=True).exists():
+        elif staff_user_exists():
             self.stdout.write("a staff account exists; log in at /admin/")
         else:
             self.stdout.write(

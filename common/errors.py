@@ -115,32 +115,6 @@ def permission_denied(request, exception=None):
     return JsonResponse(error_body("permission_denied", "Not allowed."), status=403)
 
 
-# Vendor failure kinds (llm_models.providers.base.ProviderError) as the API reports them.
-PROVIDER_ERROR_TYPES = {
-    "unavailable": "provider_unavailable",
-    "auth": "provider_auth_error",
-    "rate_limited": "provider_rate_limited",
-    "server": "provider_error",
-    "connection": "provider_error",
-    "timeout": "provider_timeout",
-    "bad_request": "provider_bad_request",
-    "not_found": "provider_error",
-}
-
-
-def from_provider_error(error, **extra) -> GatewayError:
-    headers = {}
-    if error.status == 429:
-        headers["Retry-After"] = str(max(int(error.retry_after or 1), 1))
-    return GatewayError(
-        error.message,
-        status=error.status,
-        type=PROVIDER_ERROR_TYPES.get(error.kind, "provider_error"),
-        headers=headers,
-        **extra,
-    )
-
-
 def from_api_exception(exc) -> GatewayError:
     """A DRF exception raised outside DRF views (async views authenticate with DRF's classes)."""
     response = api_exception_handler(exc, {})

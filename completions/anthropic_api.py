@@ -10,9 +10,9 @@ import secrets
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from gateway.compat.calls import CallParams, call_complete, call_prepare, call_stream_open
-from gateway.db import db_phase
-from gateway.errors import GatewayError, json_object
+from common.db import db_phase
+from common.errors import GatewayError, json_object
+from completions.calls import CallParams, call_complete, call_prepare, call_stream_open
 
 ERROR_TYPES = {
     400: "invalid_request_error",

@@ -5,13 +5,15 @@ as a dialog message, without a dialog. The endpoint modules only translate forma
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from rest_framework import exceptions
 
-from billing.services import Admission, completion_admit, completion_settle
-from gateway.auth import authenticate_request
-from gateway.db import db_phase
-from gateway.errors import GatewayError, from_api_exception, from_provider_error
+from accounts.credentials import authenticate_request
+from billing.admission import Admission, completion_admit
+from billing.settlement import completion_settle
+from common.db import db_phase
+from common.errors import GatewayError, from_api_exception
 from llm_models import catalog
 from llm_models.providers.base import (
     Chunk,
@@ -27,6 +29,33 @@ from llm_models.providers.tokens import count_messages
 
 # Vendors name the reason a reply ended differently; the gateway speaks OpenAI's words inside.
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
+
+
+# Vendor failure kinds (llm_models.providers.base.ProviderError) as the API reports them.
+PROVIDER_ERROR_TYPES = {
+    "unavailable": "provider_unavailable",
+    "auth": "provider_auth_error",
+    "rate_limited": "provider_rate_limited",
+    "server": "provider_error",
+    "connection": "provider_error",
+    "timeout": "provider_timeout",
+    "bad_request": "provider_bad_request",
+    "not_found": "provider_error",
+}
+
+
+def from_provider_error(error: ProviderError, **extra: Any) -> GatewayError:
+    """A vendor failure as the client is told of it."""
+    headers = {}
+    if error.status == 429:
+        headers["Retry-After"] = str(max(int(error.retry_after or 1), 1))
+    return GatewayError(
+        error.message,
+        status=error.status,
+        type=PROVIDER_ERROR_TYPES.get(error.kind, "provider_error"),
+        headers=headers,
+        **extra,
+    )
 
 
 @dataclass

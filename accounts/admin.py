@@ -1,0 +1,25 @@
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+
+from billing.admin import QuotaInline
+from billing.models import Quota
+from billing.quotas import quota_save
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class GatewayUserAdmin(UserAdmin):
+    """Django's user admin, with the user's quota on the same page."""
+
+    inlines = [QuotaInline]
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not Quota:
+            return super().save_formset(request, form, formset, change)
+        # The quota goes through billing's rules for an edit (a changed period restarts it).
+        for quota in formset.save(commit=False):
+            changed = next((fields for obj, fields in formset.changed_objects if obj is quota), [])
+            quota_save(quota=quota, changed=changed)

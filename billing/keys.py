@@ -1,0 +1,96 @@
+"""API keys: made, revoked and looked up. The secret is shown once; only its hash is stored."""
+
+import time
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+from rest_framework import exceptions
+
+from billing.models import KEY_PREFIX, APIKey, hash_key
+from llm_models.models import LLMModel
+
+# "sk-gw-" and six random characters: enough to tell a user's keys apart, useless to an attacker.
+KEY_PREFIX_LENGTH = 12
+# last_used_at is a hint for people, not an audit log: write it at most this often.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def is_api_key(secret: str) -> bool:
+    return secret.startswith(KEY_PREFIX)
+
+
+def api_key_create(
+    *, user: AbstractBaseUser, name: str, allowed_models: Iterable[LLMModel] = (), **limits: Any
+) -> tuple[APIKey, str]:
+    """A new key for `user` and its secret, which is not stored anywhere: only its hash is."""
+    secret = APIKey.new_secret()
+    with transaction.atomic():
+        key = APIKey.objects.create(
+            user=user, name=name, key_hash=hash_key(secret), prefix=secret[:KEY_PREFIX_LENGTH], **limits
+        )
+        if allowed_models:
+            key.allowed_models.set(allowed_models)
+    return key, secret
+
+
+def api_key_revoke(*, key: APIKey) -> bool:
+    """Revoke `key` now (a revoked key stays, for its usage records). False if it already was."""
+    revoked = APIKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()) > 0
+    api_key_forget(key)
+    key.refresh_from_db(fields=["revoked_at"])
+    return revoked
+
+
+def api_key_problem(key: APIKey) -> str | None:
+    """Why `key` may not be used now, or None."""
+    if key.revoked_at is not None:
+        return "This API key has been revoked."
+    if key.expires_at is not None and key.expires_at <= timezone.now():
+        return "This API key has expired."
+    if not key.user.is_active:
+        return "This user is inactive."
+    return None
+
+
+def user_for_api_key(secret: str) -> tuple[AbstractBaseUser, APIKey]:
+    """(user, key) for an active key; AuthenticationFailed otherwise. Sync: touches the DB."""
+    key = APIKey.objects.select_related("user").filter(key_hash=hash_key(secret)).first()
+    if key is None:
+        raise exceptions.AuthenticationFailed("Invalid API key.")
+    if problem := api_key_problem(key):
+        raise exceptions.AuthenticationFailed(problem)
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        APIKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    return key.user, key
+
+
+# The completion endpoints find a key's id and user here rather than in the database: those never
+# change, and all that can (revoked, expired, user deactivated, allowed models, limits, rates) is
+# checked again on every request by the statement that holds quota on the key (billing.sql's
+# hold). An entry lives a minute, and a refused hold drops it at once.
+KEY_CACHE_SECONDS = 60
+KEY_CACHE_SIZE = 10_000
+_key_cache: dict[str, tuple[float, APIKey]] = {}
+
+
+def api_key_cached(secret: str) -> tuple[AbstractBaseUser, APIKey]:
+    """user_for_api_key, from this process's cache when it can. Only for requests that hold
+    quota on the key before they do anything (see above)."""
+    digest, now = hash_key(secret), time.monotonic()
+    entry = _key_cache.get(digest)
+    if entry is not None and entry[0] > now:
+        return entry[1].user, entry[1]
+    user, key = user_for_api_key(secret)
+    if len(_key_cache) >= KEY_CACHE_SIZE:
+        _key_cache.clear()
+    _key_cache[digest] = (now + KEY_CACHE_SECONDS, key)
+    return user, key
+
+
+def api_key_forget(key: APIKey) -> None:
+    _key_cache.pop(key.key_hash, None)

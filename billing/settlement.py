@@ -1,0 +1,118 @@
+"""Settlement: bill what a call actually used, however it ended, and give back the rest of its
+reservation. One statement on PostgreSQL (billing.sql); call it through common.db.db_phase."""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import models, transaction
+from django.utils import timezone
+
+from billing.admission import Admission
+from billing.models import Endpoint, Reservation
+from billing.ratelimit import rate_limit_add_tokens
+from billing.sql import SettleParams, statements
+from llm_models.models import LLMModel
+from llm_models.providers.base import Usage
+from llm_models.providers.tokens import count_text
+
+
+@dataclass
+class Settlement:
+    prompt_tokens: int
+    completion_tokens: int
+    cost: Decimal
+
+
+def usage_settle(
+    *,
+    reservation: Reservation,
+    user: AbstractBaseUser,
+    model: LLMModel,
+    prompt_tokens: int,
+    completion_tokens: int,
+    status: str,
+    request_id: str = "",
+    endpoint: str = Endpoint.DIALOGS,
+    dialog: models.Model | None = None,
+    message: models.Model | None = None,
+) -> Settlement:
+    """Bill the actual usage: a usage record, the daily aggregate, and the quota (and the key)
+    moved from reserved to used. Zero tokens (a vendor error) simply releases the reservation."""
+    cost = model.cost(prompt_tokens, completion_tokens)
+    now = timezone.now()
+    statements().settle(
+        SettleParams(
+            reservation=reservation.pk,
+            user=user.pk,
+            key=reservation.api_key_id,
+            dialog=dialog.pk if dialog else None,
+            message=message.pk if message else None,
+            model=model.pk,
+            model_name=model.name,
+            endpoint=endpoint,
+            prompt=prompt_tokens,
+            completion=completion_tokens,
+            cost=cost,
+            status=status,
+            request_id=request_id[:200],
+            now=now,
+            day=now.date(),
+        )
+    )
+    return Settlement(prompt_tokens, completion_tokens, cost)
+
+
+def billed_usage(admission: Admission, *, usage: Usage | None = None, text: str = "") -> Usage:
+    """What a call is billed: what the vendor reported; without a report, the counted prompt plus
+    the received text (a cut stream); nothing for a failure that produced nothing."""
+    if usage is not None:
+        return usage
+    model = admission.model
+    if text:
+        return Usage(admission.prompt_tokens, count_text(model.provider, model.provider_model, text))
+    return Usage(0, 0)
+
+
+def completion_settle(
+    *,
+    admission: Admission,
+    status: str,
+    usage: Usage | None = None,
+    text: str = "",
+    request_id: str = "",
+    endpoint: str = Endpoint.DIALOGS,
+    dialog: models.Model | None = None,
+    message: models.Model | None = None,
+) -> Settlement:
+    """Bill the call (billed_usage): the reservation given back, the actual usage recorded."""
+    billed = billed_usage(admission, usage=usage, text=text)
+    prompt, completion = billed.prompt_tokens, billed.completion_tokens
+    settlement = usage_settle(
+        reservation=admission.reservation,
+        user=admission.user,
+        model=admission.model,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        status=status,
+        request_id=request_id,
+        endpoint=endpoint,
+        dialog=dialog,
+        message=message,
+    )
+    # The window already holds the counted prompt; add the rest of what was actually used (where
+    # tokens per minute are limited: elsewhere nothing counts them). After COMMIT (at once outside
+    # a transaction): not a Redis round trip while the settled rows are locked, and a Redis
+    # failure is logged, never a rollback of the reply and its bill.
+    unseen = prompt + completion - admission.prompt_tokens
+    subjects = [f"user:{admission.user.pk}"] if admission.user_tokens_per_minute else []
+    if admission.key_tokens_per_minute and admission.api_key is not None:
+        subjects.append(f"key:{admission.api_key.pk}")
+    for subject in subjects:
+        # A plain function, not a functools.partial: Django's robust on_commit logs a failing
+        # callback by its __qualname__, which a partial lacks (the log line itself would raise).
+        def count_unseen(subject: str = subject) -> None:
+            rate_limit_add_tokens(subject=subject, tokens=unseen)
+
+        transaction.on_commit(count_unseen, robust=True)
+    return settlement
