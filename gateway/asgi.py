@@ -1,3 +1,10 @@
+"""The ASGI application: /api/ and /v1/ through the API's lean handler, the rest (the admin, the
+docs) through Django's with the full middleware.
+
+A worker loads here, before it accepts its first connection, everything a request would
+otherwise load while every other request of the worker waits (seconds: the URLconf and the views
+behind it, the vendor SDKs, the token encodings)."""
+
 import contextlib
 import importlib
 import os
@@ -7,24 +14,37 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
 site = get_asgi_application()
 
-from gateway.handlers import API_PREFIXES, APIHandler  # noqa: E402  (needs the settings loaded)
+from django.urls import get_resolver  # noqa: E402  (the settings must be loaded first)
+from rest_framework.settings import api_settings  # noqa: E402
+
+from gateway.handlers import API_PREFIXES, APIHandler  # noqa: E402
 from llm_models.providers.tokens import warm_up  # noqa: E402
 
 api = APIHandler()
 
 
 async def application(scope, receive, send):
-    """The API (/api/, /v1/) goes through its lean middleware; the admin and everything else
-    through the full MIDDLEWARE."""
     if scope["type"] == "http" and scope["path"].startswith(API_PREFIXES):
         await api(scope, receive, send)
     else:
         await site(scope, receive, send)
 
 
-# Load in each worker, before its first request, what that request would otherwise load while
-# every other request of the worker waits: the token encodings, and the asyncio backend of anyio,
-# which the vendor SDKs' HTTP client imports on its first call (~0.3 s).
-warm_up()
-with contextlib.suppress(ImportError):
-    importlib.import_module("anyio._backends._asyncio")
+def _load_before_serving() -> None:
+    get_resolver().check()  # imports every app's urls.py, and so every view
+    for name in (
+        "DEFAULT_AUTHENTICATION_CLASSES",
+        "DEFAULT_PERMISSION_CLASSES",
+        "DEFAULT_RENDERER_CLASSES",
+        "DEFAULT_PARSER_CLASSES",
+        "EXCEPTION_HANDLER",
+        "DEFAULT_PAGINATION_CLASS",
+    ):
+        getattr(api_settings, name)  # DRF imports the classes its settings name on first use
+    warm_up()  # the token encodings
+    # The asyncio backend of anyio, which the vendor SDKs' HTTP client imports on its first call.
+    with contextlib.suppress(ImportError):
+        importlib.import_module("anyio._backends._asyncio")
+
+
+_load_before_serving()

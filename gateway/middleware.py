@@ -1,5 +1,7 @@
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import JsonResponse
+from django.middleware.security import SecurityMiddleware
 
 from common.errors import error_body
 
@@ -11,8 +13,6 @@ class BodySizeLimitMiddleware:
     async_capable = True
 
     def __init__(self, get_response):
-        from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-
         self.get_response = get_response
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
@@ -48,9 +48,6 @@ class APIHeadersMiddleware:
     async_capable = True
 
     def __init__(self, get_response):
-        from asgiref.sync import markcoroutinefunction
-        from django.middleware.security import SecurityMiddleware
-
         self.get_response = get_response
         self.security = SecurityMiddleware(get_response)
         markcoroutinefunction(self)
