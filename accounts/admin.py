@@ -21,5 +21,5 @@ class GatewayUserAdmin(UserAdmin):
             return super().save_formset(request, form, formset, change)
         # The quota goes through billing's rules for an edit (a changed period restarts it).
         for quota in formset.save(commit=False):
-            changed = next((fields for obj, fields in formset.changed_objects if obj is quota), [])
+            changed: list[str] = next((fields for obj, fields in formset.changed_objects if obj is quota), [])
             quota_save(quota=quota, changed=changed)

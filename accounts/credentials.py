@@ -11,11 +11,12 @@ from typing import Any
 import jwt
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.http import HttpRequest
 from rest_framework import exceptions
 from rest_framework_simplejwt.authentication import JWTAuthentication as OwnTokens
 from rest_framework_simplejwt.exceptions import InvalidToken
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import Token
 
 from billing.keys import api_key_cached, is_api_key, user_for_api_key
@@ -34,7 +35,7 @@ def credentials_from_headers(headers: Any) -> str | None:
     return None
 
 
-def api_key_authenticate(request: HttpRequest) -> tuple[AbstractBaseUser, APIKey] | None:
+def api_key_authenticate(request: HttpRequest) -> tuple[User, APIKey] | None:
     """(user, key) for a request that carries an API key; None if it carries none."""
     secret = credentials_from_headers(request.headers)
     if not secret or not is_api_key(secret):
@@ -73,7 +74,7 @@ def _reason(exc: jwt.InvalidTokenError) -> str:
     return next((text for cls, text in _JWT_REASONS if isinstance(exc, cls)), "Token is invalid.")
 
 
-def _external_user(token: str) -> AbstractBaseUser:
+def _external_user(token: str) -> User:
     try:
         claims = jwt.decode(
             token,
@@ -97,8 +98,8 @@ def _own_token_reason(token: str) -> str:
     try:
         jwt.decode(
             token,
-            settings.SIMPLE_JWT["SIGNING_KEY"],
-            algorithms=[settings.SIMPLE_JWT["ALGORITHM"]],
+            jwt_settings.SIGNING_KEY,
+            algorithms=[jwt_settings.ALGORITHM],
             options={"verify_aud": False, "verify_iss": False},
         )
     except jwt.InvalidTokenError as exc:
@@ -108,21 +109,27 @@ def _own_token_reason(token: str) -> str:
 
 @functools.cache
 def _own_tokens() -> OwnTokens:
-    # simplejwt's reading of the Authorization header, validation and user lookup, reused as is.
+    # simplejwt's validation and user lookup, reused as they are.
     return OwnTokens()
 
 
-def jwt_authenticate(request: HttpRequest) -> tuple[AbstractBaseUser, Token | None] | None:
+def _bearer_token(request: HttpRequest) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None."""
+    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    if not token or " " in token:
+        raise exceptions.AuthenticationFailed("Authorization header must contain two space-delimited values")
+    return token
+
+
+def jwt_authenticate(request: HttpRequest) -> tuple[User, Token | None] | None:
     """The gateway's own HS256 tokens, plus RS256 tokens from JWT_ISSUER when configured; None
     if the request carries no bearer token."""
-    own = _own_tokens()
-    header = own.get_header(request)
-    if header is None:
+    token = _bearer_token(request)
+    if token is None:
         return None
-    raw = own.get_raw_token(header)
-    if raw is None:
-        return None
-    token = raw.decode() if isinstance(raw, bytes) else raw
     try:
         alg = jwt.get_unverified_header(token).get("alg", "")
         issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
@@ -130,25 +137,34 @@ def jwt_authenticate(request: HttpRequest) -> tuple[AbstractBaseUser, Token | No
         raise exceptions.AuthenticationFailed("Token is malformed.") from exc
     if str(alg).lower() == "none":
         raise exceptions.AuthenticationFailed("Unsigned tokens (alg 'none') are not accepted.")
-    if alg != settings.SIMPLE_JWT["ALGORITHM"] or issuer:
+    if alg != jwt_settings.ALGORITHM or issuer:
         if not settings.JWT_ISSUER or issuer != settings.JWT_ISSUER:
             raise exceptions.AuthenticationFailed(f"Token issuer {issuer!r} is not accepted.")
         return _external_user(token), None
+    own = _own_tokens()
     try:
-        validated = own.get_validated_token(raw)
+        validated = own.get_validated_token(token.encode())
     except InvalidToken as exc:
-        messages = exc.detail.get("messages", []) if isinstance(exc.detail, dict) else []
-        reason = str(messages[0]["message"]) if messages else "Token is invalid."
+        reason = _simplejwt_reason(exc)
         reason = {"Token is expired": "Token has expired."}.get(reason, reason)
         if reason == "Token is invalid":
             reason = _own_token_reason(token)
         raise exceptions.AuthenticationFailed(reason) from exc
-    return own.get_user(validated), validated
+    user = own.get_user(validated)
+    if not isinstance(user, User):
+        raise exceptions.AuthenticationFailed("Token is invalid.")
+    return user, validated
 
 
-def authenticate_request(
-    request: HttpRequest, *, reserves_on_key: bool = False
-) -> tuple[AbstractBaseUser, APIKey | None]:
+def _simplejwt_reason(exc: InvalidToken) -> str:
+    """The first reason in simplejwt's {"detail", "messages": [{"message": ...}]}."""
+    messages = exc.detail.get("messages") if isinstance(exc.detail, dict) else None
+    if isinstance(messages, list) and messages and isinstance(messages[0], dict):
+        return str(messages[0].get("message", "Token is invalid."))
+    return "Token is invalid."
+
+
+def authenticate_request(request: HttpRequest, *, reserves_on_key: bool = False) -> tuple[User, APIKey | None]:
     """(user, api_key or None) for a plain Django request, as the REST views would decide (an
     API key first, then a JWT).
 

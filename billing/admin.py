@@ -18,7 +18,7 @@ class QuotaInline(admin.StackedInline):
 
     model = Quota
     can_delete = False
-    fields = QUOTA_EDITABLE + QUOTA_COUNTERS
+    fields = (*QUOTA_EDITABLE, *QUOTA_COUNTERS)
     readonly_fields = QUOTA_COUNTERS
 
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -42,7 +42,7 @@ _HOLD_ATTEMPTS = 3
 class Admission:
     """A request let through: who and what it is for, its counted prompt, its reservation."""
 
-    user: AbstractBaseUser
+    user: User
     api_key: APIKey | None
     model: LLMModel
     prompt_tokens: int
@@ -54,7 +54,7 @@ class Admission:
 
 
 def completion_admit(
-    *, user: AbstractBaseUser, model: LLMModel, prompt_tokens: int, max_tokens: int, api_key: APIKey | None = None
+    *, user: User, model: LLMModel, prompt_tokens: int, max_tokens: int, api_key: APIKey | None = None
 ) -> Admission:
     """The worst-case reservation (prompt + max_tokens) on the key and the user's quota, then the
     rate limits (the key's, the user's) read by the same statement. Raises 401, 403, RateLimited
@@ -93,7 +93,7 @@ def completion_admit(
 
 def quota_reserve(
     *,
-    user: AbstractBaseUser,
+    user: User,
     tokens: int,
     cost: Decimal,
     api_key: APIKey | None = None,
@@ -111,7 +111,7 @@ def reservation_release(*, reservation: Reservation) -> bool:
         return statements().give_back(reservation)
 
 
-def reservations_release_stale(*, user: AbstractBaseUser | None = None) -> int:
+def reservations_release_stale(*, user: User | None = None) -> int:
     """Release reservations past their expiry (their worker died). Returns how many."""
     stale = Reservation.objects.filter(expires_at__lt=timezone.now())
     if user is not None:
@@ -123,7 +123,7 @@ _Limits = tuple[int | None, int | None]  # (requests, tokens) per minute
 
 
 def _hold(
-    *, user: AbstractBaseUser, api_key: APIKey | None, model: LLMModel | None, tokens: int, cost: Decimal
+    *, user: User, api_key: APIKey | None, model: LLMModel | None, tokens: int, cost: Decimal
 ) -> tuple[Reservation, _Limits, _Limits]:
     """Reserve `tokens` and `cost` on the key (if any) and the user's quota, or raise 401, 403 or
     429 (QuotaExceeded) saying why."""

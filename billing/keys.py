@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 from rest_framework import exceptions
@@ -24,7 +24,7 @@ def is_api_key(secret: str) -> bool:
 
 
 def api_key_create(
-    *, user: AbstractBaseUser, name: str, allowed_models: Iterable[LLMModel] = (), **limits: Any
+    *, user: User, name: str, allowed_models: Iterable[LLMModel] = (), **limits: Any
 ) -> tuple[APIKey, str]:
     """A new key for `user` and its secret, which is not stored anywhere: only its hash is."""
     secret = APIKey.new_secret()
@@ -56,7 +56,7 @@ def api_key_problem(key: APIKey) -> str | None:
     return None
 
 
-def user_for_api_key(secret: str) -> tuple[AbstractBaseUser, APIKey]:
+def user_for_api_key(secret: str) -> tuple[User, APIKey]:
     """(user, key) for an active key; AuthenticationFailed otherwise. Sync: touches the DB."""
     key = APIKey.objects.select_related("user").filter(key_hash=hash_key(secret)).first()
     if key is None:
@@ -78,7 +78,7 @@ KEY_CACHE_SIZE = 10_000
 _key_cache: dict[str, tuple[float, APIKey]] = {}
 
 
-def api_key_cached(secret: str) -> tuple[AbstractBaseUser, APIKey]:
+def api_key_cached(secret: str) -> tuple[User, APIKey]:
     """user_for_api_key, from this process's cache when it can. Only for requests that hold
     quota on the key before they do anything (see above)."""
     digest, now = hash_key(secret), time.monotonic()

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -22,7 +22,7 @@ from billing.periods import period_start
 QUOTA_EDITABLE = ["unlimited", "token_limit", "usd_limit", "period", "requests_per_minute", "tokens_per_minute"]
 
 
-def quota_get(*, user: AbstractBaseUser) -> Quota:
+def quota_get(*, user: User) -> Quota:
     """The user's quota, made from settings.DEFAULT_QUOTA on first use, rolled into the current
     period if its period has ended (lazily: the first request after the boundary does it)."""
     now = timezone.now()

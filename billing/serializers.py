@@ -1,3 +1,4 @@
+from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -13,7 +14,7 @@ class QuotaSerializer(serializers.ModelSerializer):
     reserved_usd = serializers.DecimalField(max_digits=18, decimal_places=8, read_only=True)
     token_limit = serializers.IntegerField(min_value=0, required=False, allow_null=True)
     usd_limit = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=0, required=False, allow_null=True)
-    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    user: "serializers.SlugRelatedField[User]" = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = Quota

@@ -4,7 +4,7 @@ reservation. One statement on PostgreSQL (billing.sql); call it through common.d
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import models, transaction
 from django.utils import timezone
 
@@ -27,7 +27,7 @@ class Settlement:
 def usage_settle(
     *,
     reservation: Reservation,
-    user: AbstractBaseUser,
+    user: User,
     model: LLMModel,
     prompt_tokens: int,
     completion_tokens: int,

@@ -38,8 +38,11 @@ class _Table:
     def __str__(self) -> str:
         return connection.ops.quote_name(self._model._meta.db_table)
 
-    def __getattr__(self, field: str) -> str:
-        return connection.ops.quote_name(self._model._meta.get_field(field).column)
+    def __getattr__(self, name: str) -> str:
+        field = self._model._meta.get_field(name)
+        if not isinstance(field, models.Field) or not field.column:
+            raise AttributeError(f"{self._model.__name__}.{name} is not a column")
+        return connection.ops.quote_name(field.column)
 
 
 def _render(template: str, **fragments: str) -> str:

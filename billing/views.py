@@ -12,6 +12,7 @@ from billing.models import APIKey
 from billing.quotas import quota_get, quota_reset, quota_update
 from billing.selectors import usage_summary
 from billing.serializers import APIKeySerializer, DateRangeSerializer, QuotaSerializer
+from common.users import signed_in_user
 
 
 @extend_schema(parameters=[DateRangeSerializer], responses=OpenApiTypes.OBJECT)
@@ -90,7 +91,7 @@ class APIKeyViewSet(
     serializer_class = APIKeySerializer
 
     def get_queryset(self):
-        return APIKey.objects.filter(user=self.request.user).prefetch_related("allowed_models")
+        return APIKey.objects.filter(user=signed_in_user(self.request)).prefetch_related("allowed_models")
 
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)

@@ -74,10 +74,11 @@ def api_exception_handler(exc, context):
         return None  # a real bug: let Django log it and answer 500
 
     headers = {}
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header
-    if getattr(exc, "wait", None):
-        headers["Retry-After"] = str(int(exc.wait))
+    # DRF puts these on the exception where they apply (a 401's scheme, a throttle's wait).
+    if auth_header := getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = auth_header
+    if wait := getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(wait))
 
     if isinstance(exc, exceptions.ValidationError):
         fields = _flatten(exc.detail)

@@ -7,8 +7,7 @@ class MessageInline(admin.TabularInline):
     model = Message
     extra = 0
     can_delete = False
-    fields = ["role", "content", "status", "prompt_tokens", "completion_tokens", "cost", "created_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("role", "content", "status", "prompt_tokens", "completion_tokens", "cost", "created_at")
     ordering = ["created_at", "id"]
 
     def has_add_permission(self, request, obj=None):

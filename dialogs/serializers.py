@@ -1,5 +1,6 @@
 import functools
 
+from django.db.models import QuerySet
 from rest_framework import serializers
 
 from agents.models import Agent
@@ -8,7 +9,7 @@ from llm_models.models import LLMModel
 
 
 class MessageSerializer(serializers.ModelSerializer):
-    model = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    model: "serializers.SlugRelatedField[LLMModel]" = serializers.SlugRelatedField(slug_field="name", read_only=True)
     cost = serializers.DecimalField(max_digits=14, decimal_places=8, coerce_to_string=True, read_only=True)
 
     class Meta:
@@ -68,20 +69,24 @@ def message_create_validated(data) -> dict:
     return _message_create_serializer().run_validation(data)
 
 
+class VisibleAgentField(serializers.PrimaryKeyRelatedField):
+    """An agent the signed-in user may use: their own or a shared one (another user's is "not found")."""
+
+    def get_queryset(self) -> QuerySet[Agent]:
+        request = self.context.get("request")
+        if request is None or not request.user:
+            return Agent.objects.none()
+        return Agent.objects.visible_to(request.user)
+
+
 class DialogSerializer(serializers.ModelSerializer):
     model = serializers.SlugRelatedField(slug_field="name", queryset=LLMModel.objects.enabled(), required=False)
-    agent = serializers.PrimaryKeyRelatedField(queryset=Agent.objects.none(), required=False, allow_null=True)
+    agent = VisibleAgentField(required=False, allow_null=True)
 
     class Meta:
         model = Dialog
         fields = ["id", "title", "agent", "model", "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        request = self.context.get("request")
-        if request is not None and request.user:
-            self.fields["agent"].queryset = Agent.objects.visible_to(request.user)
 
     def validate(self, attrs):
         agent = attrs.get("agent", getattr(self.instance, "agent", None))

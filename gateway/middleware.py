@@ -20,7 +20,7 @@ class BodySizeLimitMiddleware:
 
     def _too_big(self, request):
         # Read per request (a cheap attribute lookup) so an overridden setting takes effect.
-        limit = settings.MAX_REQUEST_BODY_BYTES
+        limit: int = settings.MAX_REQUEST_BODY_BYTES
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:

@@ -44,7 +44,7 @@ def _json(schema: dict) -> dict:
     return {"application/json": {"schema": schema}}
 
 
-SECURITY = [{"jwtAuth": []}, {"apiKeyAuth": []}]
+SECURITY: list[dict[str, list[str]]] = [{"jwtAuth": []}, {"apiKeyAuth": []}]
 OBJECT = {"type": "object", "additionalProperties": True}
 MESSAGE_CREATE = {
     "type": "object",

@@ -8,6 +8,7 @@ import os
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
@@ -41,12 +42,17 @@ def env_bool(name: str, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def env_int(name: str, default: int | None) -> int | None:
+def env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "").strip()
     return int(value) if value else default
 
 
-def database_from_url(url: str) -> dict:
+def env_int_or_none(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else None
+
+
+def database_from_url(url: str) -> dict[str, Any]:
     """postgres://user:pass@host:port/name?opt=... or sqlite:///path (relative to the project)."""
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
@@ -54,7 +60,7 @@ def database_from_url(url: str) -> dict:
         name = path if os.path.isabs(path) else str(BASE_DIR / (path or "db.sqlite3"))
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": name}
     if parsed.scheme in {"postgres", "postgresql", "pgsql"}:
-        options = dict(parse_qsl(parsed.query))
+        options: dict[str, Any] = dict(parse_qsl(parsed.query))
         pool_max = int(options.pop("pool_max", env("DB_POOL_MAX", "20")))
         if pool_max > 0:
             # Django's psycopg pool: ASGI requests must not keep a connection for a whole
@@ -179,14 +185,15 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "common.pagination.Pagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        *(["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+    ],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "common.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
-if DEBUG:
-    REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 30)),
@@ -218,12 +225,12 @@ SPECTACULAR_SETTINGS = {
 }
 
 # The quota a new user gets; staff edit each user's in the admin or the admin API.
-DEFAULT_QUOTA = {
+DEFAULT_QUOTA: dict[str, Any] = {
     "token_limit": env_int("DEFAULT_TOKEN_LIMIT", 1_000_000),
     "usd_limit": Decimal(env("DEFAULT_USD_LIMIT")) if env("DEFAULT_USD_LIMIT") else None,
     "period": env("DEFAULT_QUOTA_PERIOD", "monthly"),
     "requests_per_minute": env_int("DEFAULT_REQUESTS_PER_MINUTE", 60),
-    "tokens_per_minute": env_int("DEFAULT_TOKENS_PER_MINUTE", None),
+    "tokens_per_minute": env_int_or_none("DEFAULT_TOKENS_PER_MINUTE"),
 }
 # A reservation whose worker died is released after this long.
 RESERVATION_TTL_SECONDS = env_int("RESERVATION_TTL_SECONDS", 900)
