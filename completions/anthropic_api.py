@@ -137,7 +137,10 @@ async def _sse(call, items):
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": STOP_REASONS.get(item.finish_reason, "end_turn"), "stop_sequence": None},
+                    "delta": {
+                        "stop_reason": STOP_REASONS.get(item.finish_reason or "", "end_turn"),
+                        "stop_sequence": None,
+                    },
                     "usage": {"input_tokens": item.usage.prompt_tokens, "output_tokens": item.usage.completion_tokens},
                 },
             )
@@ -157,7 +160,7 @@ async def messages(request):
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"
             return response
-        completion = await call_complete(call)
+        completion, usage = await call_complete(call)
     except GatewayError as error:
         return anthropic_error(error)
     return JsonResponse(
@@ -167,11 +170,11 @@ async def messages(request):
             "role": "assistant",
             "model": call.model.name,
             "content": [{"type": "text", "text": completion.text}],
-            "stop_reason": STOP_REASONS.get(completion.finish_reason, "end_turn"),
+            "stop_reason": STOP_REASONS.get(completion.finish_reason or "", "end_turn"),
             "stop_sequence": None,
             "usage": {
-                "input_tokens": completion.usage.prompt_tokens,
-                "output_tokens": completion.usage.completion_tokens,
+                "input_tokens": usage.prompt_tokens,
+                "output_tokens": usage.completion_tokens,
             },
         }
     )

@@ -3,7 +3,7 @@
 as a dialog message, without a dialog. The endpoint modules only translate formats."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,8 +129,8 @@ def _settle(call: Call, *, status: str, usage=None, text: str = "", request_id: 
     )
 
 
-async def call_complete(call: Call) -> Completion:
-    """The whole reply, billed; or a GatewayError (the reservation given back)."""
+async def call_complete(call: Call) -> tuple[Completion, Usage]:
+    """The whole reply and what it was billed; or a GatewayError (the reservation given back)."""
     try:
         completion = await complete_with_retries(get_provider(call.model), call.request)
     except ProviderError as error:
@@ -142,16 +142,15 @@ async def call_complete(call: Call) -> Completion:
     settlement = await db_phase(
         _settle, call, status="ok", usage=completion.usage, text=completion.text, request_id=completion.request_id
     )
-    completion.usage = _usage_of(settlement)
     completion.finish_reason = FINISH_REASONS.get(completion.finish_reason, completion.finish_reason)
-    return completion
+    return completion, _usage_of(settlement)
 
 
 def _usage_of(settlement) -> Usage:
     return Usage(settlement.prompt_tokens, settlement.completion_tokens)
 
 
-async def call_stream(call: Call) -> AsyncIterator[Chunk | GatewayError]:
+async def call_stream(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
     """Text chunks, then one chunk with the billed usage and finish reason; or, if the vendor fails,
     a GatewayError as the last item. Billed however it ends, the client hanging up included."""
     parts: list[str] = []
@@ -184,7 +183,7 @@ async def call_stream(call: Call) -> AsyncIterator[Chunk | GatewayError]:
     )
 
 
-async def call_stream_open(call: Call) -> AsyncIterator[Chunk | GatewayError]:
+async def call_stream_open(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
     """call_stream, once the vendor has answered: a failure before the first chunk raises the
     GatewayError, so the endpoint answers with its HTTP status (the SDKs retry a 429 or 503 and
     raise their usual exceptions) instead of an error event inside a 200 stream."""
@@ -194,7 +193,7 @@ async def call_stream_open(call: Call) -> AsyncIterator[Chunk | GatewayError]:
         await items.aclose()
         raise first
 
-    async def started():
+    async def started() -> AsyncGenerator[Chunk | GatewayError]:
         try:
             yield first
             async for item in items:

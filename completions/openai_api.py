@@ -79,7 +79,7 @@ def parse_chat_request(raw: bytes) -> tuple[CallParams, bool, bool]:
         raise GatewayError("'messages' must be a non-empty list.", type="invalid_request", param="messages")
     messages = []
     for message in raw_messages:
-        role = ROLES.get(message.get("role")) if isinstance(message, dict) else None
+        role = ROLES.get(str(message.get("role"))) if isinstance(message, dict) else None
         if role is None:
             raise GatewayError(
                 "Each message needs a role: system, developer, user or assistant.",
@@ -165,7 +165,7 @@ async def chat_completions(request):
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"
             return response
-        completion = await call_complete(call)
+        completion, usage = await call_complete(call)
     except GatewayError as error:
         return openai_error(error)
     return JsonResponse(
@@ -182,7 +182,7 @@ async def chat_completions(request):
                     "finish_reason": completion.finish_reason or "stop",
                 }
             ],
-            "usage": _usage(completion.usage),
+            "usage": _usage(usage),
         }
     )
 
