@@ -1,8 +1,12 @@
 """The OpenAI and Anthropic providers, driven through the real SDKs against the fake vendors."""
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -592,3 +596,31 @@ def test_a_registry_provider_talks_to_the_fake(fake_anthropic):
     completion = run(provider.complete(registry.build_request(row, messages=HISTORY, max_tokens=50)))
     assert completion.text == "Hello from the fake vendor."
     assert fake_anthropic.last.json["model"] == "claude-3-opus-20240229"
+
+
+# What a fresh process imports: the vendor SDKs take seconds, which every manage.py command paid.
+LAZY_IMPORTS = """
+import sys
+import django
+
+django.setup()
+import llm_models.providers.base, llm_models.providers.tokens
+from llm_models.models import LLMModel
+from llm_models.providers import registry
+
+sdks = lambda: {"openai", "anthropic"} & set(sys.modules)
+assert not sdks(), f"imported with the registry: {sdks()}"
+registry.get_provider(LLMModel(name="claude", provider="anthropic", provider_model="claude"))
+assert sdks() == {"anthropic"}, f"imported on first use: {sdks()}"
+registry.load_all()
+assert sdks() == {"openai", "anthropic"}, f"imported by load_all: {sdks()}"
+"""
+
+
+def test_the_registry_imports_a_vendor_sdk_only_when_it_is_used():
+    env = os.environ | {"DJANGO_SETTINGS_MODULE": "gateway.settings", "SECRET_KEY": "x"}
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", LAZY_IMPORTS], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
