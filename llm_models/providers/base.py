@@ -84,12 +84,12 @@ class ErrorKind(enum.StrEnum):
         member.status, member.retryable, member.api_type = status, retryable, api_type
         return member
 
-    UNAVAILABLE = "unavailable", 503, False, "provider_unavailable"  # no credentials configured
+    UNAVAILABLE = "unavailable", 503, False, "provider_unavailable"  # no key configured, no such provider
     AUTH = "auth", 502, False, "provider_auth_error"  # the vendor rejected the gateway's credentials
     RATE_LIMITED = "rate_limited", 429, True, "provider_rate_limited"  # 429 once the retries are spent
     SERVER = "server", 502, True, "provider_error"  # vendor 5xx (and 529), after the retries
     CONNECTION = "connection", 502, True, "provider_error"  # could not reach it, or it hung up
-    TIMEOUT = "timeout", 504, False, "provider_timeout"  # a retry would likely wait as long again
+    TIMEOUT = "timeout", 504, False, "provider_timeout"  # not retried: the client waited long enough
     BAD_REQUEST = "bad_request", 400, False, "provider_bad_request"  # e.g. over the context length
     # The vendor does not know the model id: a catalog problem, not the client's.
     NOT_FOUND = "not_found", 502, False, "provider_error"

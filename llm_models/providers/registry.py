@@ -1,7 +1,7 @@
 """Which Provider serves an LLMModel row, and the CompletionRequest for it.
 
 Provider classes are named by dotted path and imported on first use, as Django picks its
-backends: the vendor SDKs take seconds to import (anthropic ~1-4.5 s, openai ~0.5-2 s), which
+backends: the vendor SDKs take seconds to import (anthropic ~1-4.5 s, openai ~0.4-2 s), which
 every `manage.py` command would otherwise pay. A server worker calls `load_all()` at start-up
 instead, so that no request waits for an import.
 """
