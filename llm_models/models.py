@@ -11,7 +11,7 @@ validate_model_name = RegexValidator(
 )
 
 
-class Provider(models.TextChoices):
+class ProviderKind(models.TextChoices):
     OPENAI = "openai", "OpenAI"
     ANTHROPIC = "anthropic", "Anthropic"
     OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible server"
@@ -28,7 +28,7 @@ class LLMModel(models.Model):
     name = models.CharField(
         max_length=100, unique=True, validators=[validate_model_name], help_text="The gateway's public name."
     )
-    provider = models.CharField(max_length=32, choices=Provider.choices)
+    provider = models.CharField(max_length=32, choices=ProviderKind.choices)
     provider_model = models.CharField(max_length=200, help_text="The vendor's model id.")
     context_window = models.PositiveIntegerField()
     max_output_tokens = models.PositiveIntegerField()

@@ -2,15 +2,21 @@
 
 A provider turns OpenAI-style messages ([{"role": "system"|"user"|"assistant", "content": str}])
 into one vendor call: `complete()` returns a whole `Completion`; `stream()` yields text `Chunk`s
-and, last, a chunk carrying `usage` (when the vendor reported it). Every vendor failure becomes a
-`ProviderError` whose `kind` says what the gateway answers (see `STATUS_BY_KIND`).
+and, last, a chunk carrying `usage` (when the vendor reported it) and the `FinishReason`. Every
+vendor failure becomes a `ProviderError` whose `ErrorKind` says what the gateway answers.
 
 Implementations make exactly one attempt; `complete_with_retries()` and `stream_with_retries()`
 add the bounded retries, so no vendor SDK retries on its own and a retry never double-charges
 (billing happens once, after the final attempt).
+
+Vendors with an SDK subclass `SDKProvider`, which owns what they would otherwise each repeat:
+the client per process and event loop, the key lookup, and the mapping of errors. This module
+imports no SDK, so importing it (or the registry) stays fast; see docs/providers.md.
 """
 
 import asyncio
+import contextlib
+import enum
 import os
 import random
 import re
@@ -18,8 +24,20 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar, Generic, TypeVar
 
+import httpx2  # the HTTP stack of the openai and anthropic SDKs: what a half-read stream raises
 from django.conf import settings
+
+
+class FinishReason(enum.StrEnum):
+    """Why a reply ended, in OpenAI's words: the gateway speaks OpenAI outward, so each provider
+    translates its vendor's reasons into these once, and nothing downstream translates again."""
+
+    STOP = "stop"  # the model was done, or hit a stop sequence
+    LENGTH = "length"  # cut at max_tokens (or the context window)
+    TOOL_CALLS = "tool_calls"
+    CONTENT_FILTER = "content_filter"  # the vendor refused or filtered the reply
 
 
 @dataclass
@@ -37,7 +55,8 @@ class Completion:
     text: str
     usage: Usage | None
     request_id: str = ""
-    finish_reason: str | None = None
+    # A FinishReason (a Chunk's too); an OpenAI-compatible server's own word passes through as a str.
+    finish_reason: FinishReason | str | None = None
 
 
 @dataclass
@@ -45,21 +64,35 @@ class Chunk:
     text: str = ""
     usage: Usage | None = None
     request_id: str = ""
-    finish_reason: str | None = None
+    finish_reason: FinishReason | str | None = None
 
 
-# What the gateway answers for each kind of vendor failure.
-STATUS_BY_KIND = {
-    "unavailable": 503,  # no credentials configured for this vendor
-    "auth": 502,  # the vendor rejected the gateway's credentials
-    "rate_limited": 429,  # still rate-limited after the retries
-    "server": 502,  # vendor 5xx, after the retries
-    "connection": 502,  # could not reach the vendor, after the retries
-    "timeout": 504,
-    "bad_request": 400,  # the vendor refused the request (e.g. context length)
-    "not_found": 502,  # the vendor does not know the model id: a catalog problem, not the client's
-}
-RETRYABLE_KINDS = {"rate_limited", "server", "connection"}
+class ErrorKind(enum.StrEnum):
+    """A kind of vendor failure, with what the gateway makes of it.
+
+    A StrEnum: the values are the strings stored as Message.error_type, so old rows still read
+    as members and `kind == "timeout"` keeps working.
+    """
+
+    status: int  # the HTTP status the gateway answers
+    retryable: bool  # worth another attempt (complete_with_retries, stream_with_retries)
+    api_type: str  # the error `type` the gateway's clients see
+
+    def __new__(cls, value: str, status: int, retryable: bool, api_type: str) -> "ErrorKind":
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.status, member.retryable, member.api_type = status, retryable, api_type
+        return member
+
+    UNAVAILABLE = "unavailable", 503, False, "provider_unavailable"  # no key configured, no such provider
+    AUTH = "auth", 502, False, "provider_auth_error"  # the vendor rejected the gateway's credentials
+    RATE_LIMITED = "rate_limited", 429, True, "provider_rate_limited"  # 429 once the retries are spent
+    SERVER = "server", 502, True, "provider_error"  # vendor 5xx (and 529), after the retries
+    CONNECTION = "connection", 502, True, "provider_error"  # could not reach it, or it hung up
+    TIMEOUT = "timeout", 504, False, "provider_timeout"  # not retried: the client waited long enough
+    BAD_REQUEST = "bad_request", 400, False, "provider_bad_request"  # e.g. over the context length
+    # The vendor does not know the model id: a catalog problem, not the client's.
+    NOT_FOUND = "not_found", 502, False, "provider_error"
 
 
 class ProviderError(Exception):
@@ -67,25 +100,25 @@ class ProviderError(Exception):
         self,
         message: str,
         *,
-        kind: str,
+        kind: ErrorKind,
         vendor_status: int | None = None,
         retry_after: float | None = None,
         request_id: str = "",
     ):
         super().__init__(message)
         self.message = message
-        self.kind = kind
+        self.kind = ErrorKind(kind)  # a bare "timeout" still works
         self.vendor_status = vendor_status
         self.retry_after = retry_after
         self.request_id = request_id
 
     @property
     def status(self) -> int:
-        return STATUS_BY_KIND.get(self.kind, 502)
+        return self.kind.status
 
     @property
     def retryable(self) -> bool:
-        return self.kind in RETRYABLE_KINDS
+        return self.kind.retryable
 
 
 # A model row names the env var holding its key. Only *_API_KEY names are honoured, so a row
@@ -96,28 +129,30 @@ KEY_ENV_PATTERN = re.compile(r"[A-Z][A-Z0-9_]*_API_KEY")
 def api_key_from_env(vendor: str, name: str) -> str:
     """The key in env var `name`, read at call time (never at import: settings may come later)."""
     if not KEY_ENV_PATTERN.fullmatch(name):
-        raise ProviderError(f"{name!r} is not an accepted key variable (it must end in _API_KEY)", kind="unavailable")
+        raise ProviderError(
+            f"{name!r} is not an accepted key variable (it must end in _API_KEY)", kind=ErrorKind.UNAVAILABLE
+        )
     key = os.environ.get(name, "")
     if not key:
-        raise ProviderError(f"No API key configured for {vendor} (set {name})", kind="unavailable")
+        raise ProviderError(f"No API key configured for {vendor} (set {name})", kind=ErrorKind.UNAVAILABLE)
     return key
 
 
-def kind_for_status(status: int) -> str:
-    """The ProviderError kind for a vendor's HTTP error status (same meaning at every vendor)."""
+def kind_for_status(status: int) -> ErrorKind:
+    """The kind for a vendor's HTTP error status (same meaning at every vendor)."""
     if status in (401, 403):
-        return "auth"
+        return ErrorKind.AUTH
     if status == 404:
-        return "not_found"
+        return ErrorKind.NOT_FOUND
     if status == 408:
-        return "timeout"
+        return ErrorKind.TIMEOUT
     if status == 429:
-        return "rate_limited"
+        return ErrorKind.RATE_LIMITED
     if status in (400, 413, 422):
-        return "bad_request"
+        return ErrorKind.BAD_REQUEST
     # 5xx (and Anthropic's 529 "overloaded"); any other 4xx is the gateway's problem, not
     # the client's, so it is not answered as a 400 either.
-    return "server"
+    return ErrorKind.SERVER
 
 
 def status_error(
@@ -131,11 +166,11 @@ def status_error(
     """
     kind = kind_for_status(status)
     message = {
-        "auth": "the provider rejected the gateway's credentials",
-        "not_found": f"the provider does not know the model {model!r}",
-        "rate_limited": "the provider is rate-limiting the gateway; try again later",
-        "timeout": "the provider did not answer in time",
-        "bad_request": vendor_message or "the provider refused the request",
+        ErrorKind.AUTH: "the provider rejected the gateway's credentials",
+        ErrorKind.NOT_FOUND: f"the provider does not know the model {model!r}",
+        ErrorKind.RATE_LIMITED: "the provider is rate-limiting the gateway; try again later",
+        ErrorKind.TIMEOUT: "the provider did not answer in time",
+        ErrorKind.BAD_REQUEST: vendor_message or "the provider refused the request",
     }.get(kind, f"the provider failed (HTTP {status})")
     return ProviderError(message, kind=kind, vendor_status=status, retry_after=retry_after, request_id=request_id)
 
@@ -172,13 +207,122 @@ class CompletionRequest:
 
 
 class Provider:
-    """Base class: one attempt per call; subclasses map the vendor's errors to ProviderError."""
+    """Base class: one attempt per call; every failure is raised as a ProviderError."""
 
     async def complete(self, request: CompletionRequest) -> Completion:
         raise NotImplementedError
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[Chunk]:
         raise NotImplementedError
+
+
+ClientT = TypeVar("ClientT")
+
+
+class SDKProvider(Provider, Generic[ClientT]):
+    """A vendor reached through its SDK's async client.
+
+    A subclass says only what differs: the class attributes below, `make_client()`, `send()` and
+    `send_stream()` (its request and the parsing of its answer), and `vendor_message()`. This
+    class keeps the client, finds the key, and turns whatever the SDK or its HTTP stack raises
+    into a ProviderError.
+    """
+
+    vendor: ClassVar[str]  # named in "No API key configured for ..."
+    default_key_env: ClassVar[str]  # the key's env var when the model row names none
+    base_url_env: ClassVar[str]  # the SDK's own env var for its endpoint
+    request_id_header: ClassVar[str]  # where the vendor puts its request id, on answers and errors
+    # The SDK's exceptions. The Stainless-made SDKs (openai, anthropic) all have this shape: a
+    # status error has `.status_code` and `.response`; the timeout subclasses the connection error.
+    sdk_error: ClassVar[type[Exception]]  # the base of everything the SDK raises
+    sdk_timeout_error: ClassVar[type[Exception]]
+    sdk_connection_error: ClassVar[type[Exception]]
+    sdk_status_error: ClassVar[type[Exception]]
+
+    def __init__(self) -> None:
+        self._client: ClientT | None = None
+        self._client_key: tuple = ()
+
+    # --- what a vendor provides ---------------------------------------------------------------
+
+    def make_client(self, *, api_key: str, base_url: str | None, timeout: float) -> ClientT:
+        """The SDK's async client, with max_retries=0: complete_with_retries does the retrying,
+        once, for all vendors (an SDK retrying too would multiply the attempts)."""
+        raise NotImplementedError
+
+    async def send(self, *, client: ClientT, request: CompletionRequest) -> Completion:
+        raise NotImplementedError
+
+    def send_stream(self, *, client: ClientT, request: CompletionRequest) -> AsyncIterator[Chunk]:
+        raise NotImplementedError
+
+    def vendor_message(self, exc: Any) -> str:
+        """The vendor's own explanation in a status error (shown to the client on a 400 only)."""
+        return ""
+
+    def api_key(self, request: CompletionRequest) -> str:
+        return api_key_from_env(self.vendor, request.api_key_env or self.default_key_env)
+
+    # --- the interface --------------------------------------------------------------------------
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        client = self._client_for(request)
+        try:
+            return await self.send(client=client, request=request)
+        except (self.sdk_error, httpx2.TransportError) as exc:
+            raise self._error(exc, request) from exc
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[Chunk]:
+        client = self._client_for(request)
+        try:
+            # aclosing: a client that goes away mid-stream releases the vendor's connection now,
+            # not whenever the inner generator is collected.
+            async with contextlib.aclosing(self.send_stream(client=client, request=request)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        except (self.sdk_error, httpx2.TransportError) as exc:
+            raise self._error(exc, request) from exc
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def _client_for(self, request: CompletionRequest) -> ClientT:
+        """The process's client for this endpoint, made on first use (so after a fork).
+
+        It is remade when the event loop changes: its pooled connections belong to the loop
+        that opened them. A server has one loop per worker; tests and `async_to_sync` make many.
+        """
+        api_key = self.api_key(request)
+        base_url = request.base_url or os.environ.get(self.base_url_env) or None
+        timeout = settings.PROVIDER_TIMEOUT_SECONDS
+        key = (asyncio.get_running_loop(), api_key, base_url, timeout)
+        if self._client is None or key != self._client_key:
+            self._client = self.make_client(api_key=api_key, base_url=base_url, timeout=timeout)
+            self._client_key = key
+        return self._client
+
+    def _error(self, exc: Exception, request: CompletionRequest) -> ProviderError:
+        # The SDK wraps what fails before the answer starts; reading a stream after that raises
+        # its HTTP stack's own errors. Timeouts first: each subclasses its connection error.
+        if isinstance(exc, self.sdk_timeout_error):
+            return ProviderError("the provider did not answer in time", kind=ErrorKind.TIMEOUT)
+        if isinstance(exc, self.sdk_connection_error):
+            return ProviderError("could not reach the provider", kind=ErrorKind.CONNECTION)
+        if isinstance(exc, self.sdk_status_error):
+            headers = exc.response.headers  # type: ignore[attr-defined]
+            return status_error(
+                exc.status_code,  # type: ignore[attr-defined]
+                vendor_message=self.vendor_message(exc),
+                model=request.provider_model,
+                retry_after=retry_after_seconds(headers),
+                request_id=headers.get(self.request_id_header) or "",
+            )
+        if isinstance(exc, httpx2.TimeoutException):
+            return ProviderError("the provider stopped sending in the middle of the answer", kind=ErrorKind.TIMEOUT)
+        if isinstance(exc, httpx2.TransportError):
+            return ProviderError(
+                "the connection to the provider broke in the middle of the answer", kind=ErrorKind.CONNECTION
+            )
+        return ProviderError(f"unexpected answer from the provider: {type(exc).__name__}", kind=ErrorKind.SERVER)
 
 
 def _backoff(attempt: int, error: ProviderError) -> float:

@@ -1,38 +1,49 @@
-"""Which Provider serves an LLMModel row, and the CompletionRequest for it."""
+"""Which Provider serves an LLMModel row, and the CompletionRequest for it.
 
-from typing import TYPE_CHECKING
+Provider classes are named by dotted path and imported on first use, as Django picks its
+backends: the vendor SDKs take seconds to import (anthropic ~1-4.5 s, openai ~0.4-2 s), which
+every `manage.py` command would otherwise pay. A server worker calls `load_all()` at start-up
+instead, so that no request waits for an import.
+"""
 
-from llm_models.providers.anthropic import AnthropicProvider
-from llm_models.providers.base import CompletionRequest, Provider, ProviderError
-from llm_models.providers.openai import OpenAICompatibleProvider, OpenAIProvider
+from django.utils.module_loading import import_string
 
-if TYPE_CHECKING:
-    from llm_models.models import LLMModel
+from llm_models.models import LLMModel, ProviderKind
+from llm_models.providers.base import CompletionRequest, ErrorKind, Provider, ProviderError
 
-PROVIDER_CLASSES: dict[str, type[Provider]] = {
-    "openai": OpenAIProvider,
-    "anthropic": AnthropicProvider,
-    "openai_compatible": OpenAICompatibleProvider,
+PROVIDER_CLASSES: dict[str, str] = {
+    ProviderKind.OPENAI: "llm_models.providers.openai.OpenAIProvider",
+    ProviderKind.ANTHROPIC: "llm_models.providers.anthropic.AnthropicProvider",
+    ProviderKind.OPENAI_COMPATIBLE: "llm_models.providers.openai.OpenAICompatibleProvider",
 }
 
-# One provider (so one SDK client, one connection pool) per endpoint per process: a client per
-# request cost 2.5x the CPU and 2.7x the memory (docs/DESIGN "facts measured").
+# One provider (so one SDK client, one connection pool) per endpoint per process: in a trial
+# with 500-1,000 simultaneous streams, a new client per request cost 2.5x the CPU and 2.7x the
+# memory.
 _providers: dict[tuple[str, str, str], Provider] = {}
 
 
-def get_provider(model: "LLMModel") -> Provider:
+def get_provider(model: LLMModel) -> Provider:
     key = (model.provider, model.base_url or "", model.api_key_env or "")
     provider = _providers.get(key)
     if provider is None:
-        cls = PROVIDER_CLASSES.get(model.provider)
-        if cls is None:
-            raise ProviderError(f"unknown provider {model.provider!r} for model {model.name!r}", kind="unavailable")
-        provider = _providers.setdefault(key, cls())
+        path = PROVIDER_CLASSES.get(model.provider)
+        if path is None:
+            raise ProviderError(
+                f"unknown provider {model.provider!r} for model {model.name!r}", kind=ErrorKind.UNAVAILABLE
+            )
+        provider = _providers.setdefault(key, import_string(path)())
     return provider
 
 
+def load_all() -> None:
+    """Import every provider module now (a worker's start-up), not during its first requests."""
+    for path in PROVIDER_CLASSES.values():
+        import_string(path)
+
+
 def build_request(
-    model: "LLMModel",
+    model: LLMModel,
     *,
     messages: list[dict],
     max_tokens: int,

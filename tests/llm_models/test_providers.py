@@ -1,8 +1,12 @@
 """The OpenAI and Anthropic providers, driven through the real SDKs against the fake vendors."""
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +16,8 @@ from llm_models.providers.anthropic import AnthropicProvider, to_anthropic
 from llm_models.providers.base import (
     Chunk,
     CompletionRequest,
+    ErrorKind,
+    FinishReason,
     ProviderError,
     complete_with_retries,
     retry_after_seconds,
@@ -47,6 +53,16 @@ async def collect(chunks: AsyncIterator[Chunk]) -> tuple[list[Chunk], ProviderEr
     except ProviderError as error:
         return received, error
     return received, None
+
+
+async def attempt(provider, req: CompletionRequest, mode: str):
+    """One call, either way; returns what complete() returned or what the stream yielded."""
+    if mode == "complete":
+        return await provider.complete(req)
+    chunks, error = await collect(provider.stream(req))
+    if error:
+        raise error
+    return chunks
 
 
 def request(
@@ -218,7 +234,62 @@ def test_anthropic_maps_max_tokens_to_length(fake_anthropic):
     assert chunks[-1].finish_reason == "length"
 
 
+@pytest.mark.parametrize("mode", ["complete", "stream"])
+@pytest.mark.parametrize(
+    "stop_reason,neutral",
+    [
+        ("stop_sequence", FinishReason.STOP),
+        ("tool_use", FinishReason.TOOL_CALLS),
+        ("refusal", FinishReason.CONTENT_FILTER),
+        ("max_tokens", FinishReason.LENGTH),
+        ("pause_turn", None),  # no word for it in OpenAI's vocabulary: unknown, not passed on raw
+    ],
+)
+def test_anthropic_stop_reasons_come_out_neutral(stop_reason, neutral, mode, fake_anthropic):
+    fake_anthropic.configure(finish_reason=stop_reason)
+
+    reply = run(attempt(AnthropicProvider(), claude(), mode))
+
+    finish_reason = reply.finish_reason if mode == "complete" else reply[-1].finish_reason
+    assert finish_reason is neutral
+
+
+def test_openai_passes_other_finish_reasons_through(fake_openai):
+    fake_openai.configure(finish_reason="eos")  # what some OpenAI-compatible servers say
+    chunks, _ = run(collect(OpenAICompatibleProvider().stream(request("llama3", base_url=fake_openai.base_url))))
+    assert chunks[-1].finish_reason == "eos"
+
+
 # --- errors, for both vendors ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind,status,retryable,api_type",
+    [
+        (ErrorKind.UNAVAILABLE, 503, False, "provider_unavailable"),
+        (ErrorKind.AUTH, 502, False, "provider_auth_error"),
+        (ErrorKind.RATE_LIMITED, 429, True, "provider_rate_limited"),
+        (ErrorKind.SERVER, 502, True, "provider_error"),
+        (ErrorKind.CONNECTION, 502, True, "provider_error"),
+        (ErrorKind.TIMEOUT, 504, False, "provider_timeout"),
+        (ErrorKind.BAD_REQUEST, 400, False, "provider_bad_request"),
+        (ErrorKind.NOT_FOUND, 502, False, "provider_error"),
+    ],
+)
+def test_an_error_kind_carries_its_status_retryability_and_api_type(kind, status, retryable, api_type):
+    assert (kind.status, kind.retryable, kind.api_type) == (status, retryable, api_type)
+    error = ProviderError("failed", kind=kind)
+    assert (error.status, error.retryable) == (status, retryable)
+
+
+def test_an_error_kind_is_still_its_old_string():
+    # Message.error_type stores these strings; rows written before the enum must read back the same.
+    assert [str(kind) for kind in ErrorKind] == [
+        "unavailable", "auth", "rate_limited", "server", "connection", "timeout", "bad_request", "not_found"
+    ]  # fmt: skip
+    error = ProviderError("slow", kind="timeout")
+    assert error.kind is ErrorKind.TIMEOUT and error.kind == "timeout" and error.status == 504
+
 
 VENDORS = {
     "openai": (OpenAIProvider, request, "fake_openai"),
@@ -233,16 +304,6 @@ ERRORS = [
     (503, "server"),
     (429, "rate_limited"),
 ]
-
-
-async def attempt(provider, req: CompletionRequest, mode: str):
-    """One call, either way; returns what complete() returned or what the stream yielded."""
-    if mode == "complete":
-        return await provider.complete(req)
-    chunks, error = await collect(provider.stream(req))
-    if error:
-        raise error
-    return chunks
 
 
 @pytest.mark.parametrize("mode", ["complete", "stream"])
@@ -535,3 +596,31 @@ def test_a_registry_provider_talks_to_the_fake(fake_anthropic):
     completion = run(provider.complete(registry.build_request(row, messages=HISTORY, max_tokens=50)))
     assert completion.text == "Hello from the fake vendor."
     assert fake_anthropic.last.json["model"] == "claude-3-opus-20240229"
+
+
+# What a fresh process imports: the vendor SDKs take seconds, which every manage.py command paid.
+LAZY_IMPORTS = """
+import sys
+import django
+
+django.setup()
+import llm_models.providers.base, llm_models.providers.tokens
+from llm_models.models import LLMModel
+from llm_models.providers import registry
+
+sdks = lambda: {"openai", "anthropic"} & set(sys.modules)
+assert not sdks(), f"imported with the registry: {sdks()}"
+registry.get_provider(LLMModel(name="claude", provider="anthropic", provider_model="claude"))
+assert sdks() == {"anthropic"}, f"imported on first use: {sdks()}"
+registry.load_all()
+assert sdks() == {"openai", "anthropic"}, f"imported by load_all: {sdks()}"
+"""
+
+
+def test_the_registry_imports_a_vendor_sdk_only_when_it_is_used():
+    env = os.environ | {"DJANGO_SETTINGS_MODULE": "gateway.settings", "SECRET_KEY": "x"}
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", LAZY_IMPORTS], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
