@@ -19,6 +19,7 @@ from llm_models.providers.base import (
     Chunk,
     Completion,
     CompletionRequest,
+    FinishReason,
     ProviderError,
     Usage,
     complete_with_retries,
@@ -26,22 +27,6 @@ from llm_models.providers.base import (
 )
 from llm_models.providers.registry import build_request, get_provider
 from llm_models.providers.tokens import count_messages
-
-# Vendors name the reason a reply ended differently; the gateway speaks OpenAI's words inside.
-FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
-
-
-# Vendor failure kinds (llm_models.providers.base.ProviderError) as the API reports them.
-PROVIDER_ERROR_TYPES = {
-    "unavailable": "provider_unavailable",
-    "auth": "provider_auth_error",
-    "rate_limited": "provider_rate_limited",
-    "server": "provider_error",
-    "connection": "provider_error",
-    "timeout": "provider_timeout",
-    "bad_request": "provider_bad_request",
-    "not_found": "provider_error",
-}
 
 
 def from_provider_error(error: ProviderError, **extra: Any) -> GatewayError:
@@ -52,7 +37,7 @@ def from_provider_error(error: ProviderError, **extra: Any) -> GatewayError:
     return GatewayError(
         error.message,
         status=error.status,
-        type=PROVIDER_ERROR_TYPES.get(error.kind, "provider_error"),
+        type=error.kind.api_type,
         headers=headers,
         **extra,
     )
@@ -142,7 +127,6 @@ async def call_complete(call: Call) -> tuple[Completion, Usage]:
     settlement = await db_phase(
         _settle, call, status="ok", usage=completion.usage, text=completion.text, request_id=completion.request_id
     )
-    completion.finish_reason = FINISH_REASONS.get(completion.finish_reason, completion.finish_reason)
     return completion, _usage_of(settlement)
 
 
@@ -179,7 +163,7 @@ async def call_stream(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
     yield Chunk(
         usage=_usage_of(settlement),
         request_id=request_id,
-        finish_reason=FINISH_REASONS.get(finish_reason, finish_reason) or "stop",
+        finish_reason=finish_reason or FinishReason.STOP,
     )
 
 

@@ -18,6 +18,7 @@ from django.urls import get_resolver  # noqa: E402  (the settings must be loaded
 from rest_framework.settings import api_settings  # noqa: E402
 
 from gateway.handlers import API_PREFIXES, APIHandler  # noqa: E402
+from llm_models.providers import registry  # noqa: E402
 from llm_models.providers.tokens import warm_up  # noqa: E402
 
 api = APIHandler()
@@ -41,6 +42,7 @@ def _load_before_serving() -> None:
         "DEFAULT_PAGINATION_CLASS",
     ):
         getattr(api_settings, name)  # DRF imports the classes its settings name on first use
+    registry.load_all()  # the vendor SDKs (seconds to import)
     warm_up()  # the token encodings
     # The asyncio backend of anyio, which the vendor SDKs' HTTP client imports on its first call.
     with contextlib.suppress(ImportError):

@@ -1,7 +1,7 @@
 """Anthropic's Messages API, reached with OpenAI-style messages."""
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import anthropic
 
@@ -90,7 +90,7 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
 
     async def send_stream(
         self, *, client: anthropic.AsyncAnthropic, request: CompletionRequest
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk]:
         params = self._params(request) | {"stream": True}
         # Raw SSE lines with json.loads rather than the SDK's typed events: cheaper per chunk,
         # and the gateway only needs the text deltas and the two usage numbers.
@@ -124,9 +124,11 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
                     "the provider's stream ended early", kind=ErrorKind.CONNECTION, request_id=request_id
                 )
             # Both numbers or none: a half-known usage would under-bill.
-            known = input_tokens is not None and output_tokens is not None
+            usage = None
+            if input_tokens is not None and output_tokens is not None:
+                usage = Usage(input_tokens, output_tokens)
             yield Chunk(
-                usage=Usage(input_tokens, output_tokens) if known else None,
+                usage=usage,
                 finish_reason=finish_reason,
                 request_id=request_id,
             )
@@ -156,7 +158,7 @@ def _parse(data: str, request_id: str) -> dict:
         raise ProviderError("the provider sent a malformed stream", kind=ErrorKind.SERVER, request_id=request_id)
     if event.get("type") == "error":  # e.g. "overloaded_error" after the stream has begun
         error = event.get("error") or {}
-        kind = KIND_BY_ERROR_TYPE.get(error.get("type"), ErrorKind.SERVER)
+        kind = KIND_BY_ERROR_TYPE.get(str(error.get("type")), ErrorKind.SERVER)
         message = f"the provider failed mid-stream: {error.get('message', '')}"
         raise ProviderError(message, kind=kind, request_id=request_id)
     return event

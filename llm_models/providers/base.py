@@ -21,7 +21,7 @@ import os
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Generic, TypeVar
@@ -100,14 +100,14 @@ class ProviderError(Exception):
         self,
         message: str,
         *,
-        kind: ErrorKind,
+        kind: ErrorKind | str,
         vendor_status: int | None = None,
         retry_after: float | None = None,
         request_id: str = "",
     ):
         super().__init__(message)
         self.message = message
-        self.kind = ErrorKind(kind)  # a bare "timeout" still works
+        self.kind = ErrorKind[kind.upper()]  # a member, or its value: a bare "timeout" still works
         self.vendor_status = vendor_status
         self.retry_after = retry_after
         self.request_id = request_id
@@ -253,7 +253,7 @@ class SDKProvider(Provider, Generic[ClientT]):
     async def send(self, *, client: ClientT, request: CompletionRequest) -> Completion:
         raise NotImplementedError
 
-    def send_stream(self, *, client: ClientT, request: CompletionRequest) -> AsyncIterator[Chunk]:
+    def send_stream(self, *, client: ClientT, request: CompletionRequest) -> AsyncGenerator[Chunk]:
         raise NotImplementedError
 
     def vendor_message(self, exc: Any) -> str:

@@ -1,7 +1,7 @@
 """OpenAI, and any server speaking its chat-completions API (vLLM, Ollama, LM Studio, ...)."""
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import httpx2  # the SDK's HTTP stack: its Response is what the raw call returns
 import openai
@@ -54,7 +54,7 @@ class OpenAIProvider(SDKProvider[openai.AsyncOpenAI]):
             finish_reason=choices[0].get("finish_reason"),
         )
 
-    async def send_stream(self, *, client: openai.AsyncOpenAI, request: CompletionRequest) -> AsyncIterator[Chunk]:
+    async def send_stream(self, *, client: openai.AsyncOpenAI, request: CompletionRequest) -> AsyncGenerator[Chunk]:
         params = self._params(request) | {
             "stream": True,
             "stream_options": {"include_usage": True},
