@@ -1,14 +1,24 @@
-"""Shared fixtures: named users (alice, bob, staff) and API clients signed in as them."""
+"""Shared fixtures: named users (alice, bob, staff), API clients signed in as them, and the seeded
+catalog's models. Each is a thin wrapper around tests/factories.py, which makes every row."""
 
 import pytest
 from django.core.cache import cache
+from django.test import override_settings
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from llm_models import catalog
-from llm_models.services import models_seed
+from tests import factories
 
 pytest_plugins = ["tests.fakes.fixtures", "tests.live_server"]
+
+
+def pytest_configure(config):
+    # PBKDF2 spends most of a second per password on purpose, and the suite makes hundreds of
+    # users. override_settings (not a plain assignment) also empties Django's cache of hashers.
+    # Only this process and its threads (the `gateway_url` server) use it; the servers that
+    # `gateway_processes` starts keep gateway.settings and never see a password: tests sign in
+    # there with tokens and API keys.
+    override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]).enable()
 
 
 @pytest.fixture(autouse=True)
@@ -21,26 +31,19 @@ def _clear_cache():
 
 
 @pytest.fixture
-def alice(django_user_model):
-    return django_user_model.objects.create_user("alice", "alice@example.com", "alice-password")
+def alice(db):
+    return factories.make_user("alice")
 
 
 @pytest.fixture
-def bob(django_user_model):
-    return django_user_model.objects.create_user("bob", "bob@example.com", "bob-password")
+def bob(db):
+    return factories.make_user("bob")
 
 
 @pytest.fixture
-def staff(django_user_model):
-    return django_user_model.objects.create_user("sam", "sam@example.com", "sam-password", is_staff=True)
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    if user is not None:
-        token = RefreshToken.for_user(user).access_token
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
+def staff(db):
+    """Sam, a staff member without any permission of his own (a test grants what it needs)."""
+    return factories.make_user("sam", staff=True)
 
 
 @pytest.fixture
@@ -50,20 +53,38 @@ def anon_client():
 
 @pytest.fixture
 def alice_client(alice):
-    return client_for(alice)
+    return factories.client_for(alice)
 
 
 @pytest.fixture
 def bob_client(bob):
-    return client_for(bob)
+    return factories.client_for(bob)
 
 
 @pytest.fixture
 def staff_client(staff):
-    return client_for(staff)
+    return factories.client_for(staff)
 
 
 @pytest.fixture
 def seeded(db):
-    """The four models of the seed file."""
-    models_seed()
+    """The four models of the seed file, by name."""
+    return factories.seed_models()
+
+
+@pytest.fixture
+def gpt4_turbo(seeded):
+    """$0.01 in, $0.03 out per 1k tokens; 128k window."""
+    return seeded["gpt-4-turbo"]
+
+
+@pytest.fixture
+def gpt35(seeded):
+    """$0.0005 in, $0.0015 out per 1k tokens; 16k window."""
+    return seeded["gpt-3.5-turbo"]
+
+
+@pytest.fixture
+def claude_sonnet(seeded):
+    """$0.003 in, $0.015 out per 1k tokens; 200k window."""
+    return seeded["claude-3-sonnet"]

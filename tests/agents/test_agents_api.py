@@ -4,6 +4,7 @@ import pytest
 
 from agents.models import Agent
 from llm_models.models import LLMModel
+from tests.factories import make_agent, make_model
 
 pytestmark = pytest.mark.django_db
 
@@ -19,27 +20,24 @@ WRITER = {
 
 @pytest.fixture
 def models(seeded):
-    return {m.name: m for m in LLMModel.objects.all()}
+    """The seeded catalog, by name."""
+    return seeded
 
 
 @pytest.fixture
 def alices_agent(models, alice):
-    return Agent.objects.create(
-        name="Alice's helper", model=models["gpt-4-turbo"], owner=alice, system_prompt="Be brief."
-    )
+    return make_agent(alice, model=models["gpt-4-turbo"], name="Alice's helper", system_prompt="Be brief.")
 
 
 @pytest.fixture
 def bobs_agent(models, bob):
-    return Agent.objects.create(
-        name="Bob's secret", model=models["claude-3-opus"], owner=bob, system_prompt="Bob's private prompt."
-    )
+    return make_agent(bob, model=models["claude-3-opus"], name="Bob's secret", system_prompt="Bob's private prompt.")
 
 
 @pytest.fixture
 def shared_agent(models):
-    return Agent.objects.create(
-        name="House style", model=models["claude-3-sonnet"], owner=None, system_prompt="Write in the house style."
+    return make_agent(
+        None, model=models["claude-3-sonnet"], name="House style", system_prompt="Write in the house style."
     )
 
 
@@ -229,15 +227,7 @@ def test_it_rejects_more_tokens_than_the_model_can_write(models, alice_client):
 
 
 def test_it_checks_max_tokens_against_a_newly_chosen_model(models, alices_agent, alice_client):
-    LLMModel.objects.create(
-        name="tiny",
-        provider="openai_compatible",
-        provider_model="tiny",
-        context_window=2048,
-        max_output_tokens=256,
-        input_price_per_1k=0,
-        output_price_per_1k=0,
-    )
+    make_model(name="tiny", provider="openai_compatible", provider_model="tiny", max_output_tokens=256)
     alice_client.patch(f"/api/agents/{alices_agent.pk}/", {"max_tokens": 1000}, format="json")
     response = alice_client.patch(f"/api/agents/{alices_agent.pk}/", {"model": "tiny"}, format="json")
     assert "max_tokens" in fields_of(response)

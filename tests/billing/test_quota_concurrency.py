@@ -10,12 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db.models import Sum
 
-from billing.keys import api_key_create
 from billing.models import APIKey, Quota, Reservation, UsageRecord
-from billing.quotas import quota_get
-from dialogs.models import Dialog, Message
-from llm_models.models import LLMModel
-from tests.conftest import client_for
+from dialogs.models import Message
+from tests.factories import access_token, make_dialog, make_key, set_quota
 from tests.live_server import gateway_processes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,13 +35,12 @@ def post(url: str, token: str, body: dict) -> int:
 
 
 @pytest.mark.parametrize("redis", [False, True], ids=["postgres-only", "with-redis"])
-def test_thirty_messages_at_once_never_pass_a_1000_token_quota(redis, alice, seeded, fake_openai):
+def test_thirty_messages_at_once_never_pass_a_1000_token_quota(redis, alice, gpt35, fake_openai):
     fake_openai.configure(text="word " * 40, usage=(30, 60), first_byte_delay=0.3)
-    quota = quota_get(user=alice)
-    quota.token_limit, quota.period, quota.requests_per_minute = 1000, "daily", None
-    quota.save()
-    dialog = Dialog.objects.create(owner=alice, model=LLMModel.objects.get(name="gpt-3.5-turbo"))
-    token = str(client_for(alice)._credentials["HTTP_AUTHORIZATION"].split()[1])
+    set_quota(alice, token_limit=1000, period="daily", requests_per_minute=None)
+    dialog = make_dialog(alice, model=gpt35)
+    # The servers are other processes: they know alice by a token, never by her password.
+    token = access_token(alice)
     env = {"OPENAI_BASE_URL": fake_openai.base_url, "OPENAI_API_KEY": "sk-test"}
 
     with gateway_processes(2, redis=redis, env=env) as (first, second):
@@ -71,7 +67,7 @@ def test_sixty_calls_twenty_at_a_time_on_one_api_key_never_pass_its_limit_nor_fa
     # A call holds on the key's row and on the quota's; settling gives back on both. Both sides
     # must take the rows in the same order, or concurrent calls deadlock (and get 503s).
     fake_openai.configure(text="word " * 40, usage=(30, 60), first_byte_delay=0.02)
-    key, secret = api_key_create(user=alice, name="batch job", token_limit=4000)
+    key, secret = make_key(alice, name="batch job", token_limit=4000)
     env = {"OPENAI_BASE_URL": fake_openai.base_url, "OPENAI_API_KEY": "sk-test"}
     body = {"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 85}
 
@@ -93,14 +89,12 @@ def test_sixty_calls_twenty_at_a_time_on_one_api_key_never_pass_its_limit_nor_fa
     assert not Reservation.objects.exists()
 
 
-def test_rate_limits_hold_across_processes_with_redis(alice, seeded, fake_openai):
+def test_rate_limits_hold_across_processes_with_redis(alice, gpt35, fake_openai):
     import time
 
-    quota = quota_get(user=alice)
-    quota.requests_per_minute = 5
-    quota.save()
-    dialog = Dialog.objects.create(owner=alice, model=LLMModel.objects.get(name="gpt-3.5-turbo"))
-    token = str(client_for(alice)._credentials["HTTP_AUTHORIZATION"].split()[1])
+    set_quota(alice, requests_per_minute=5)
+    dialog = make_dialog(alice, model=gpt35)
+    token = access_token(alice)
     env = {"OPENAI_BASE_URL": fake_openai.base_url, "OPENAI_API_KEY": "sk-test"}
 
     with gateway_processes(2, redis=True, env=env) as urls:

@@ -3,34 +3,15 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
-from django.db import transaction
 from django.utils import timezone
 
-from billing.admission import QuotaExceeded, quota_reserve, reservations_release_stale
+from billing.admission import QuotaExceeded, reservations_release_stale
 from billing.models import DailyUsage, Quota, Reservation, UsageRecord
 from billing.quotas import quota_get
 from billing.settlement import usage_settle
-from llm_models.models import LLMModel
+from tests.factories import make_key, reserve, set_quota
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def gpt(seeded):
-    return LLMModel.objects.get(name="gpt-3.5-turbo")
-
-
-def limit(user, **fields) -> Quota:
-    quota = quota_get(user=user)
-    for name, value in fields.items():
-        setattr(quota, name, value)
-    quota.save()
-    return quota
-
-
-def reserve(user, tokens, cost=Decimal("0")):
-    with transaction.atomic():
-        return quota_reserve(user=user, tokens=tokens, cost=cost)
 
 
 def test_a_new_user_gets_the_default_quota(alice, settings):
@@ -40,7 +21,7 @@ def test_a_new_user_gets_the_default_quota(alice, settings):
 
 
 def test_it_admits_requests_until_the_worst_case_would_pass_the_limit(alice):
-    limit(alice, token_limit=1000)
+    set_quota(alice, token_limit=1000)
     reserve(alice, 600)
     with pytest.raises(QuotaExceeded) as refused:
         reserve(alice, 500)
@@ -52,24 +33,32 @@ def test_it_admits_requests_until_the_worst_case_would_pass_the_limit(alice):
 
 
 def test_it_refuses_on_the_usd_limit_too(alice):
-    limit(alice, token_limit=None, usd_limit=Decimal("0.01"))
+    set_quota(alice, token_limit=None, usd_limit=Decimal("0.01"))
     with pytest.raises(QuotaExceeded) as refused:
         reserve(alice, 10, Decimal("0.02"))
     assert refused.value.body()["error"]["unit"] == "usd"
 
 
 def test_unlimited_users_are_never_refused(alice):
-    limit(alice, token_limit=1, unlimited=True)
-    reserve(alice, 10_000)
+    set_quota(alice, token_limit=1, usd_limit=Decimal("0.01"), unlimited=True)
+
+    first = reserve(alice, 10_000, Decimal("5"))
+    second = reserve(alice, 10_000, Decimal("5"))
+
+    assert (first.tokens, second.tokens) == (10_000, 10_000)
+    quota = Quota.objects.get(user=alice)
+    # Both are held on her quota like anyone's: settling moves them into what she used.
+    assert (quota.reserved_tokens, quota.reserved_usd) == (20_000, Decimal("10"))
+    assert quota.remaining_tokens is None
 
 
-def test_settling_moves_the_reservation_into_used_and_records_usage(alice, gpt):
-    limit(alice, token_limit=1000)
+def test_settling_moves_the_reservation_into_used_and_records_usage(alice, gpt35):
+    set_quota(alice, token_limit=1000)
     reservation = reserve(alice, 600, Decimal("0.5"))
-    usage_settle(reservation=reservation, user=alice, model=gpt, prompt_tokens=100, completion_tokens=50, status="ok")
+    usage_settle(reservation=reservation, user=alice, model=gpt35, prompt_tokens=100, completion_tokens=50, status="ok")
     quota = Quota.objects.get(user=alice)
     assert (quota.used_tokens, quota.reserved_tokens, quota.reserved_usd) == (150, 0, 0)
-    assert quota.used_usd == gpt.cost(100, 50) == Decimal("0.000125")
+    assert quota.used_usd == gpt35.cost(100, 50) == Decimal("0.000125")
     record = UsageRecord.objects.get(user=alice)
     assert (record.prompt_tokens, record.completion_tokens, record.cost) == (100, 50, Decimal("0.000125"))
     daily = DailyUsage.objects.get(user=alice)
@@ -77,15 +66,22 @@ def test_settling_moves_the_reservation_into_used_and_records_usage(alice, gpt):
     assert not Reservation.objects.exists()
 
 
-def test_a_failed_request_gives_its_reservation_back(alice, gpt):
-    limit(alice, token_limit=1000)
+def test_a_failed_request_gives_its_reservation_back(alice, gpt35):
+    set_quota(alice, token_limit=1000)
     reservation = reserve(alice, 900)
-    usage_settle(reservation=reservation, user=alice, model=gpt, prompt_tokens=0, completion_tokens=0, status="error")
-    reserve(alice, 900)  # the full quota is there again
+    usage_settle(reservation=reservation, user=alice, model=gpt35, prompt_tokens=0, completion_tokens=0, status="error")
+
+    quota = Quota.objects.get(user=alice)
+    assert (quota.used_tokens, quota.reserved_tokens, quota.used_usd) == (0, 0, 0)
+    assert quota.remaining_tokens == 1000
+    assert not Reservation.objects.exists()
+    record = UsageRecord.objects.get(user=alice)
+    assert (record.status, record.prompt_tokens, record.completion_tokens, record.cost) == ("error", 0, 0, 0)
+    assert reserve(alice, 900).tokens == 900  # the full quota is there again
 
 
-def test_stale_reservations_are_released_by_command_and_lazily(alice, gpt):
-    limit(alice, token_limit=1000)
+def test_stale_reservations_are_released_by_command_and_lazily(alice, gpt35):
+    set_quota(alice, token_limit=1000)
     reservation = reserve(alice, 900)
     Reservation.objects.filter(pk=reservation.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     reserve(alice, 900)  # lazily: the dead worker's reservation was in the way
@@ -95,28 +91,28 @@ def test_stale_reservations_are_released_by_command_and_lazily(alice, gpt):
     assert Quota.objects.get(user=alice).reserved_tokens == 0
 
 
-def test_settling_a_reservation_already_released_does_not_free_it_twice(alice, gpt):
-    limit(alice, token_limit=1000)
+def test_settling_a_reservation_already_released_does_not_free_it_twice(alice, gpt35):
+    set_quota(alice, token_limit=1000)
     reservation = reserve(alice, 500)
     Reservation.objects.filter(pk=reservation.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert reservations_release_stale(user=alice) == 1
-    usage_settle(reservation=reservation, user=alice, model=gpt, prompt_tokens=10, completion_tokens=10, status="ok")
+    usage_settle(reservation=reservation, user=alice, model=gpt35, prompt_tokens=10, completion_tokens=10, status="ok")
     quota = Quota.objects.get(user=alice)
     assert (quota.used_tokens, quota.reserved_tokens) == (20, 0)
 
 
 def test_the_period_rolls_over_on_the_first_request_after_the_boundary(alice):
-    quota = limit(alice, token_limit=1000, period="daily", used_tokens=1000)
+    quota = set_quota(alice, token_limit=1000, period="daily", used_tokens=1000)
     Quota.objects.filter(pk=quota.pk).update(period_start=quota.period_start - timedelta(days=1))
     reserve(alice, 1000)
     quota.refresh_from_db()
     assert quota.used_tokens == 0 and quota.last_reset_at is not None
 
 
-def test_reset_quotas_resets_chosen_users_and_keeps_usage_records(alice, bob, gpt, capsys):
-    limit(alice, used_tokens=500, period="daily")
-    limit(bob, used_tokens=700, period="monthly")
-    UsageRecord.objects.create(user=alice, model=gpt, model_name=gpt.name, prompt_tokens=500, status="ok")
+def test_reset_quotas_resets_chosen_users_and_keeps_usage_records(alice, bob, gpt35, capsys):
+    set_quota(alice, used_tokens=500, period="daily")
+    set_quota(bob, used_tokens=700, period="monthly")
+    UsageRecord.objects.create(user=alice, model=gpt35, model_name=gpt35.name, prompt_tokens=500, status="ok")
 
     call_command("reset_quotas", "--dry-run")
     assert Quota.objects.get(user=alice).used_tokens == 500
@@ -131,15 +127,12 @@ def test_reset_quotas_resets_chosen_users_and_keeps_usage_records(alice, bob, gp
     assert UsageRecord.objects.count() == 1
 
 
-def test_a_key_deleted_mid_request_still_settles_on_the_quota(alice, gpt):
-    from billing.keys import api_key_create
-
-    limit(alice, token_limit=1000)
-    key, _ = api_key_create(user=alice, name="deleted mid-request")
-    with transaction.atomic():
-        reservation = quota_reserve(user=alice, tokens=600, cost=Decimal(0), api_key=key, model=gpt)
+def test_a_key_deleted_mid_request_still_settles_on_the_quota(alice, gpt35):
+    set_quota(alice, token_limit=1000)
+    key, _ = make_key(alice, name="deleted mid-request")
+    reservation = reserve(alice, 600, api_key=key, model=gpt35)
     key.delete()
-    usage_settle(reservation=reservation, user=alice, model=gpt, prompt_tokens=100, completion_tokens=50, status="ok")
+    usage_settle(reservation=reservation, user=alice, model=gpt35, prompt_tokens=100, completion_tokens=50, status="ok")
     quota = Quota.objects.get(user=alice)
     assert (quota.used_tokens, quota.reserved_tokens) == (150, 0)
     record = UsageRecord.objects.get(user=alice)

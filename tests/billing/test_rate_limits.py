@@ -1,9 +1,8 @@
 import pytest
 
-from billing.quotas import quota_get
-from dialogs.models import Dialog, Message
-from llm_models.models import LLMModel
+from dialogs.models import Message
 from tests.dialogs.conftest import send
+from tests.factories import make_dialog, set_quota
 
 pytestmark = pytest.mark.django_db
 
@@ -15,14 +14,12 @@ def _same_minute(monkeypatch):
 
 
 @pytest.fixture
-def dialog(alice, seeded):
-    return Dialog.objects.create(owner=alice, model=LLMModel.objects.get(name="gpt-3.5-turbo"))
+def dialog(alice, gpt35):
+    return make_dialog(alice, model=gpt35)
 
 
 def test_requests_over_the_per_minute_limit_get_429_with_retry_after(alice, alice_client, dialog, fake_openai):
-    quota = quota_get(user=alice)
-    quota.requests_per_minute = 2
-    quota.save()
+    set_quota(alice, requests_per_minute=2)
     assert send(alice_client, dialog).status_code == 201
     assert send(alice_client, dialog).status_code == 201
     response = send(alice_client, dialog)
@@ -37,9 +34,7 @@ def test_tokens_over_the_per_minute_limit_get_429(
     alice, alice_client, dialog, fake_openai, django_capture_on_commit_callbacks
 ):
     fake_openai.configure(usage=(40, 60))
-    quota = quota_get(user=alice)
-    quota.tokens_per_minute, quota.requests_per_minute = 100, None
-    quota.save()
+    set_quota(alice, tokens_per_minute=100, requests_per_minute=None)
     with django_capture_on_commit_callbacks(execute=True):  # the reply's tokens count after COMMIT
         assert send(alice_client, dialog).status_code == 201  # 100 tokens this minute
     response = send(alice_client, dialog)
@@ -47,11 +42,9 @@ def test_tokens_over_the_per_minute_limit_get_429(
     assert response["Retry-After"]
 
 
-def test_limits_are_per_user(alice, bob, bob_client, alice_client, dialog, fake_openai, seeded):
-    quota = quota_get(user=alice)
-    quota.requests_per_minute = 1
-    quota.save()
-    bobs = Dialog.objects.create(owner=bob, model=dialog.model)
+def test_limits_are_per_user(alice, bob, bob_client, alice_client, dialog, fake_openai):
+    set_quota(alice, requests_per_minute=1)
+    bobs = make_dialog(bob, model=dialog.model)
     assert send(alice_client, dialog).status_code == 201
     assert send(alice_client, dialog).status_code == 429
     assert send(bob_client, bobs).status_code == 201

@@ -2,9 +2,8 @@ import pytest
 
 from billing.models import Quota
 from billing.quotas import quota_get
-from dialogs.models import Dialog
-from llm_models.models import LLMModel
 from tests.dialogs.conftest import send
+from tests.factories import make_dialog, set_quota
 
 pytestmark = pytest.mark.django_db
 
@@ -15,7 +14,7 @@ def chatted(alice, seeded, fake_openai, fake_anthropic, alice_client):
     fake_openai.configure(usage=(100, 50))
     fake_anthropic.configure(usage=(10, 5))
     for name in ("gpt-4-turbo", "claude-3-sonnet"):
-        dialog = Dialog.objects.create(owner=alice, model=LLMModel.objects.get(name=name))
+        dialog = make_dialog(alice, model=name)
         assert send(alice_client, dialog).status_code == 201
 
 
@@ -54,8 +53,8 @@ def test_staff_see_usage_by_user(chatted, staff_client, alice, bob_client):
     assert bob_client.get("/api/admin/usage/").status_code == 403
 
 
-def test_staff_edit_a_quota_and_the_next_request_obeys(alice, alice_client, staff_client, seeded, fake_openai):
-    dialog = Dialog.objects.create(owner=alice, model=LLMModel.objects.get(name="gpt-3.5-turbo"))
+def test_staff_edit_a_quota_and_the_next_request_obeys(alice, alice_client, staff_client, gpt35, fake_openai):
+    dialog = make_dialog(alice, model=gpt35)
     url = f"/api/admin/users/{alice.pk}/quota/"
     assert staff_client.get(url).json()["user"] == "alice"
 
@@ -73,8 +72,7 @@ def test_staff_edit_a_quota_and_the_next_request_obeys(alice, alice_client, staf
 
 
 def test_staff_reset_a_quota_now(alice, staff_client, bob_client):
-    quota = quota_get(user=alice)
-    Quota.objects.filter(pk=quota.pk).update(used_tokens=900)
+    set_quota(alice, used_tokens=900)
     response = staff_client.post(f"/api/admin/users/{alice.pk}/quota/reset/")
     assert response.status_code == 200 and response.json()["used_tokens"] == 0
     assert bob_client.post(f"/api/admin/users/{alice.pk}/quota/reset/").status_code == 403

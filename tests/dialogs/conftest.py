@@ -3,28 +3,17 @@ import json
 import pytest
 from asgiref.sync import async_to_sync
 
-from dialogs.models import Dialog
-from llm_models.models import LLMModel
+from tests.factories import make_dialog
 
 
 @pytest.fixture
-def gpt(seeded):
-    return LLMModel.objects.get(name="gpt-4-turbo")
+def gpt4_turbo_dialog(alice, gpt4_turbo):
+    return make_dialog(alice, model=gpt4_turbo, title="Plans")
 
 
 @pytest.fixture
-def claude(seeded):
-    return LLMModel.objects.get(name="claude-3-sonnet")
-
-
-@pytest.fixture
-def gpt_dialog(alice, gpt):
-    return Dialog.objects.create(owner=alice, model=gpt, title="Plans")
-
-
-@pytest.fixture
-def claude_dialog(alice, claude):
-    return Dialog.objects.create(owner=alice, model=claude, title="Poems")
+def claude_sonnet_dialog(alice, claude_sonnet):
+    return make_dialog(alice, model=claude_sonnet, title="Poems")
 
 
 def send(client, dialog, content="Hello there", **fields):

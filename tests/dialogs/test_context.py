@@ -2,9 +2,10 @@
 
 import pytest
 
-from dialogs.models import Dialog, Message
-from llm_models.models import LLMModel
+from billing.models import UsageRecord
+from dialogs.models import Message
 from tests.dialogs.conftest import send
+from tests.factories import make_agent, make_dialog, make_model
 
 pytestmark = pytest.mark.django_db
 
@@ -12,22 +13,12 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def tiny(seeded):
     """A model with room for about 60 prompt tokens once 40 are kept for the reply."""
-    return LLMModel.objects.create(
-        name="tiny",
-        provider="openai",
-        provider_model="gpt-3.5-turbo",
-        context_window=100,
-        max_output_tokens=40,
-        input_price_per_1k="0.001",
-        output_price_per_1k="0.002",
-    )
+    return make_model(name="tiny", context_window=100, max_output_tokens=40)
 
 
 def test_the_oldest_turns_are_dropped_first_and_the_system_prompt_kept(alice, alice_client, tiny, fake_openai):
-    from agents.models import Agent
-
-    agent = Agent.objects.create(name="Terse", system_prompt="Be terse.", model=tiny, owner=alice)
-    dialog = Dialog.objects.create(owner=alice, model=tiny, agent=agent)
+    agent = make_agent(alice, model=tiny, name="Terse", system_prompt="Be terse.")
+    dialog = make_dialog(alice, model=tiny, agent=agent)
     for n in range(6):
         Message.objects.create(dialog=dialog, role="user", content=f"question {n} " + "word " * 5)
         Message.objects.create(dialog=dialog, role="assistant", content=f"answer {n} " + "word " * 5)
@@ -45,7 +36,7 @@ def test_the_oldest_turns_are_dropped_first_and_the_system_prompt_kept(alice, al
 
 
 def test_a_message_too_long_for_the_window_is_a_422_before_any_vendor_call(alice, alice_client, tiny, fake_openai):
-    dialog = Dialog.objects.create(owner=alice, model=tiny)
+    dialog = make_dialog(alice, model=tiny)
     response = send(alice_client, dialog, "word " * 500)
     assert response.status_code == 422
     error = response.json()["error"]
@@ -54,6 +45,4 @@ def test_a_message_too_long_for_the_window_is_a_422_before_any_vendor_call(alice
     assert error["prompt_tokens"] > 60
     assert not fake_openai.requests
     assert not Message.objects.exists()
-    from billing.models import UsageRecord
-
     assert not UsageRecord.objects.exists()

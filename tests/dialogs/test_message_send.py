@@ -5,11 +5,14 @@ import pytest
 from billing.models import Quota, UsageRecord
 from dialogs.models import Message
 from tests.dialogs.conftest import send, sse_events
+from tests.factories import make_agent, make_dialog
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("dialog_name,fake_name", [("gpt_dialog", "fake_openai"), ("claude_dialog", "fake_anthropic")])
+@pytest.mark.parametrize(
+    "dialog_name,fake_name", [("gpt4_turbo_dialog", "fake_openai"), ("claude_sonnet_dialog", "fake_anthropic")]
+)
 def test_a_reply_is_stored_counted_and_priced_from_the_vendors_usage(request, alice_client, dialog_name, fake_name):
     dialog, fake = request.getfixturevalue(dialog_name), request.getfixturevalue(fake_name)
     fake.configure(text="General Kenobi.", usage=(1200, 300))
@@ -31,18 +34,17 @@ def test_a_reply_is_stored_counted_and_priced_from_the_vendors_usage(request, al
     assert Quota.objects.get(user=dialog.owner).used_tokens == 1500
 
 
-def test_the_gpt4_turbo_price_is_the_seeded_one(alice_client, gpt_dialog, fake_openai):
+def test_the_gpt4_turbo_price_is_the_seeded_one(alice_client, gpt4_turbo_dialog, fake_openai):
     fake_openai.configure(usage=(1000, 1000))
-    body = send(alice_client, gpt_dialog).json()
+    body = send(alice_client, gpt4_turbo_dialog).json()
     assert Decimal(body["usage"]["cost"]) == Decimal("0.04")  # $0.01 in + $0.03 out per 1k
 
 
-def test_the_history_goes_to_the_model_in_order_with_the_agents_prompt_first(alice_client, alice, gpt, fake_openai):
-    from agents.models import Agent
-    from dialogs.models import Dialog
-
-    agent = Agent.objects.create(name="Pirate", system_prompt="Talk like a pirate.", model=gpt, owner=alice)
-    dialog = Dialog.objects.create(owner=alice, model=gpt, agent=agent)
+def test_the_history_goes_to_the_model_in_order_with_the_agents_prompt_first(
+    alice_client, alice, gpt4_turbo, fake_openai
+):
+    agent = make_agent(alice, model=gpt4_turbo, name="Pirate", system_prompt="Talk like a pirate.")
+    dialog = make_dialog(alice, model=gpt4_turbo, agent=agent)
     fake_openai.configure(text="Arr.")
     send(alice_client, dialog, "first")
     send(alice_client, dialog, "second")
@@ -56,20 +58,24 @@ def test_the_history_goes_to_the_model_in_order_with_the_agents_prompt_first(ali
     ]
 
 
-def test_anthropic_gets_the_system_prompt_apart_and_max_tokens_always(alice_client, alice, claude, fake_anthropic):
-    from agents.models import Agent
-    from dialogs.models import Dialog
+def test_anthropic_gets_the_system_prompt_apart_and_max_tokens_always(
+    alice_client, alice, claude_sonnet, fake_anthropic
+):
+    agent = make_agent(alice, model=claude_sonnet, name="Poet", system_prompt="Rhyme.", max_tokens=99)
+    dialog = make_dialog(alice, model=claude_sonnet, agent=agent)
 
-    agent = Agent.objects.create(name="Poet", system_prompt="Rhyme.", model=claude, owner=alice, max_tokens=99)
-    dialog = Dialog.objects.create(owner=alice, model=claude, agent=agent)
-    send(alice_client, dialog, "a poem please")
+    assert send(alice_client, dialog, "a poem please").status_code == 201
+
     sent = fake_anthropic.last.json
-    assert sent["system"] in ("Rhyme.", [{"type": "text", "text": "Rhyme."}])
+    assert sent["system"] == "Rhyme."
     assert sent["max_tokens"] == 99
-    assert sent["messages"] == [{"role": "user", "content": "a poem please"}] or sent["messages"][0]["role"] == "user"
+    # The system prompt is not among the turns, which are the user's message alone.
+    assert sent["messages"] == [{"role": "user", "content": "a poem please"}]
 
 
-@pytest.mark.parametrize("dialog_name,fake_name", [("gpt_dialog", "fake_openai"), ("claude_dialog", "fake_anthropic")])
+@pytest.mark.parametrize(
+    "dialog_name,fake_name", [("gpt4_turbo_dialog", "fake_openai"), ("claude_sonnet_dialog", "fake_anthropic")]
+)
 def test_a_streamed_reply_arrives_as_events_and_is_stored(request, alice_client, dialog_name, fake_name):
     dialog, fake = request.getfixturevalue(dialog_name), request.getfixturevalue(fake_name)
     fake.configure(text="one two three", usage=(10, 3))
@@ -88,27 +94,30 @@ def test_a_streamed_reply_arrives_as_events_and_is_stored(request, alice_client,
     assert events[-1][1]["id"] == stored.pk
 
 
-def test_accept_event_stream_also_streams(alice_client, gpt_dialog, fake_openai):
+def test_accept_event_stream_also_streams(alice_client, gpt4_turbo_dialog, fake_openai):
     response = alice_client.post(
-        f"/api/dialogs/{gpt_dialog.pk}/messages/", {"content": "hi"}, format="json", HTTP_ACCEPT="text/event-stream"
+        f"/api/dialogs/{gpt4_turbo_dialog.pk}/messages/",
+        {"content": "hi"},
+        format="json",
+        HTTP_ACCEPT="text/event-stream",
     )
     assert response["Content-Type"].startswith("text/event-stream")
     assert sse_events(response)[-1][0] == "done"
 
 
-def test_a_stream_without_usage_is_billed_by_counting(alice_client, gpt_dialog, fake_openai):
+def test_a_stream_without_usage_is_billed_by_counting(alice_client, gpt4_turbo_dialog, fake_openai):
     fake_openai.configure(text="hello world", usage=None)
-    events = sse_events(send(alice_client, gpt_dialog, stream=True))
+    events = sse_events(send(alice_client, gpt4_turbo_dialog, stream=True))
     usage = dict(events)["usage"]
     assert usage["completion_tokens"] == 2  # "hello world" is 2 tokens in cl100k_base
     assert usage["prompt_tokens"] > 0
 
 
 def test_a_stream_cut_midway_is_stored_incomplete_and_charged_for_what_came(
-    alice_client, gpt_dialog, fake_openai, fast_provider_settings
+    alice_client, gpt4_turbo_dialog, fake_openai, fast_provider_settings
 ):
     fake_openai.configure(text="alpha beta gamma delta", cut_after=2, usage=None)
-    events = sse_events(send(alice_client, gpt_dialog, stream=True))
+    events = sse_events(send(alice_client, gpt4_turbo_dialog, stream=True))
     assert events[-1][0] == "error"
     stored = Message.objects.get(role="assistant")
     assert stored.status == "incomplete"
@@ -116,38 +125,38 @@ def test_a_stream_cut_midway_is_stored_incomplete_and_charged_for_what_came(
     assert stored.completion_tokens == 2
     record = UsageRecord.objects.get()
     assert record.status == "incomplete" and record.completion_tokens == 2
-    assert Quota.objects.get(user=gpt_dialog.owner).reserved_tokens == 0
+    assert Quota.objects.get(user=gpt4_turbo_dialog.owner).reserved_tokens == 0
 
 
-def test_another_users_dialog_is_not_found(bob_client, gpt_dialog, fake_openai):
-    response = send(bob_client, gpt_dialog)
+def test_another_users_dialog_is_not_found(bob_client, gpt4_turbo_dialog, fake_openai):
+    response = send(bob_client, gpt4_turbo_dialog)
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "not_found"
-    assert bob_client.get(f"/api/dialogs/{gpt_dialog.pk}/messages/").status_code == 404
+    assert bob_client.get(f"/api/dialogs/{gpt4_turbo_dialog.pk}/messages/").status_code == 404
     assert not Message.objects.exists() and not fake_openai.requests
 
 
-def test_it_needs_sign_in(anon_client, gpt_dialog):
-    response = send(anon_client, gpt_dialog)
+def test_it_needs_sign_in(anon_client, gpt4_turbo_dialog):
+    response = send(anon_client, gpt4_turbo_dialog)
     assert response.status_code == 401
     assert response.json()["error"]["type"] == "not_authenticated"
 
 
-def test_bad_input_gets_a_clear_error(alice_client, gpt_dialog):
-    url = f"/api/dialogs/{gpt_dialog.pk}/messages/"
+def test_bad_input_gets_a_clear_error(alice_client, gpt4_turbo_dialog):
+    url = f"/api/dialogs/{gpt4_turbo_dialog.pk}/messages/"
     response = alice_client.post(url, "{not json", content_type="application/json")
     assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_request"
-    response = send(alice_client, gpt_dialog, "", temperature=5)
+    response = send(alice_client, gpt4_turbo_dialog, "", temperature=5)
     assert response.status_code == 400
     assert set(response.json()["error"]["fields"]) == {"content", "temperature"}
-    response = send(alice_client, gpt_dialog, max_tokens=10**6)
+    response = send(alice_client, gpt4_turbo_dialog, max_tokens=10**6)
     assert response.status_code == 400 and "max_tokens" in response.json()["error"]["fields"]
     assert not Message.objects.exists()
 
 
-def test_the_history_is_listed_oldest_first(alice_client, gpt_dialog, fake_openai):
-    send(alice_client, gpt_dialog, "one")
-    send(alice_client, gpt_dialog, "two")
-    rows = alice_client.get(f"/api/dialogs/{gpt_dialog.pk}/messages/").json()["results"]
+def test_the_history_is_listed_oldest_first(alice_client, gpt4_turbo_dialog, fake_openai):
+    send(alice_client, gpt4_turbo_dialog, "one")
+    send(alice_client, gpt4_turbo_dialog, "two")
+    rows = alice_client.get(f"/api/dialogs/{gpt4_turbo_dialog.pk}/messages/").json()["results"]
     assert [(r["role"], r["content"]) for r in rows][::2] == [("user", "one"), ("user", "two")]
     assert rows[1]["role"] == "assistant" and rows[1]["model"] == "gpt-4-turbo"

@@ -3,8 +3,8 @@
 import pytest
 from django.test import Client
 
-from agents.models import Agent
 from llm_models.models import LLMModel
+from tests.factories import make_agent, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -17,8 +17,8 @@ def staff_browser(staff):
 
 
 @pytest.fixture
-def superuser(django_user_model):
-    return django_user_model.objects.create_superuser("root", "root@example.com", "root-password")
+def superuser(db):
+    return make_user("root", superuser=True)
 
 
 @pytest.fixture
@@ -128,10 +128,9 @@ def test_staff_with_model_permissions_use_the_console(seeded, staff, staff_brows
     assert "1 model(s) disabled." in response.content.decode()
 
 
-def test_the_agent_list_shows_owners_and_shared_agents(seeded, admin_browser, alice):
-    model = LLMModel.objects.get(name="gpt-4-turbo")
-    Agent.objects.create(name="Alice's helper", model=model, owner=alice)
-    Agent.objects.create(name="House style", model=model, owner=None)
+def test_the_agent_list_shows_owners_and_shared_agents(gpt4_turbo, admin_browser, alice):
+    make_agent(alice, model=gpt4_turbo, name="Alice's helper")
+    make_agent(None, model=gpt4_turbo, name="House style")
     content = admin_browser.get("/admin/agents/agent/").content.decode()
     assert "Alice&#x27;s helper" in content and "House style" in content
     assert "alice" in content

@@ -7,10 +7,8 @@ import anthropic
 import httpx2 as httpx
 import pytest
 
-from billing.keys import api_key_create
 from billing.models import APIKey, Quota, UsageRecord
-from llm_models.models import LLMModel
-from tests.gateway.conftest import set_quota
+from tests.factories import make_key, seeded_model, set_quota
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -174,9 +172,7 @@ def test_an_unknown_model_raises_not_found(sdk):
 
 
 def test_a_model_outside_the_keys_list_raises_permission_denied(live, alice, fake_openai):
-    _, secret = api_key_create(
-        user=alice, name="claude only", allowed_models=LLMModel.objects.filter(name="claude-3-sonnet")
-    )
+    _, secret = make_key(alice, name="claude only", allowed_models=[seeded_model("claude-3-sonnet")])
     client = anthropic.Anthropic(base_url=live, api_key=secret, max_retries=0)
     with pytest.raises(anthropic.PermissionDeniedError):
         client.messages.create(model="gpt-3.5-turbo", max_tokens=20, messages=HELLO)

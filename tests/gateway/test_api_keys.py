@@ -10,9 +10,8 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from billing.keys import api_key_create
 from billing.models import APIKey, Quota, Reservation, UsageRecord, hash_key
-from tests.gateway.conftest import set_quota
+from tests.factories import make_dialog, make_key, seeded_model, set_quota
 
 pytestmark = pytest.mark.django_db
 
@@ -93,8 +92,8 @@ def test_a_key_with_bad_fields_is_refused(alice_client, seeded, fields):
 
 
 def test_users_see_only_their_own_keys(alice_client, alice, bob):
-    api_key_create(user=alice, name="alice's")
-    bobs, _ = api_key_create(user=bob, name="bob's")
+    make_key(alice, name="alice's")
+    bobs, _ = make_key(bob, name="bob's")
 
     assert [k["name"] for k in alice_client.get("/api/keys/").json()["results"]] == ["alice's"]
     assert alice_client.get(f"/api/keys/{bobs.pk}/").status_code == 404
@@ -171,11 +170,7 @@ def test_a_revoked_key_cannot_be_brought_back_by_its_user(alice_client, alice_ke
 
 
 def test_allowed_models_restrict_a_key(alice, seeded, fake_openai, fake_anthropic):
-    from llm_models.models import LLMModel
-
-    _, secret = api_key_create(
-        user=alice, name="gpt only", allowed_models=LLMModel.objects.filter(name="gpt-3.5-turbo")
-    )
+    _, secret = make_key(alice, name="gpt only", allowed_models=[seeded_model("gpt-3.5-turbo")])
     client = key_client(secret)
 
     assert chat(client, "gpt-3.5-turbo").status_code == 200
@@ -187,13 +182,8 @@ def test_allowed_models_restrict_a_key(alice, seeded, fake_openai, fake_anthropi
 
 
 def test_allowed_models_also_hold_for_dialog_messages(alice, seeded, fake_anthropic):
-    from dialogs.models import Dialog
-    from llm_models.models import LLMModel
-
-    _, secret = api_key_create(
-        user=alice, name="gpt only", allowed_models=LLMModel.objects.filter(name="gpt-3.5-turbo")
-    )
-    dialog = Dialog.objects.create(owner=alice, model=LLMModel.objects.get(name="claude-3-sonnet"))
+    _, secret = make_key(alice, name="gpt only", allowed_models=[seeded_model("gpt-3.5-turbo")])
+    dialog = make_dialog(alice, model="claude-3-sonnet")
 
     response = key_client(secret).post(f"/api/dialogs/{dialog.pk}/messages/", {"content": "hi"}, format="json")
 
@@ -203,7 +193,7 @@ def test_allowed_models_also_hold_for_dialog_messages(alice, seeded, fake_anthro
 
 def test_a_keys_own_token_limit_holds_inside_the_users_quota(alice, seeded, fake_openai):
     set_quota(alice, token_limit=1_000_000)
-    key, secret = api_key_create(user=alice, name="small", token_limit=100)
+    key, secret = make_key(alice, name="small", token_limit=100)
     client = key_client(secret)
     fake_openai.configure(usage=(10, 20))
 
@@ -222,13 +212,13 @@ def test_a_keys_own_token_limit_holds_inside_the_users_quota(alice, seeded, fake
     assert UsageRecord.objects.count() == 1
 
     # Alice's other credentials are not bound by this key's limit.
-    _, other = api_key_create(user=alice, name="big")
+    _, other = make_key(alice, name="big")
     assert chat(key_client(other), max_tokens=80).status_code == 200
 
 
 def test_the_users_quota_still_binds_a_key_with_a_bigger_limit(alice, seeded, fake_openai):
     set_quota(alice, token_limit=50)
-    _, secret = api_key_create(user=alice, name="big", token_limit=10_000)
+    _, secret = make_key(alice, name="big", token_limit=10_000)
 
     response = chat(key_client(secret), max_tokens=100)
 
@@ -247,13 +237,13 @@ def test_a_key_has_its_own_requests_per_minute_inside_the_users(alice, alice_cli
     assert refused.status_code == 429
     assert refused.json()["error"]["type"] == "rate_limited" and refused["Retry-After"]
     # The user's other credentials go on; the refused request reserved nothing.
-    _, other = api_key_create(user=alice, name="fast")
+    _, other = make_key(alice, name="fast")
     assert chat(key_client(other)).status_code == 200
     assert Quota.objects.get(user=alice).reserved_tokens == 0
 
 
 def test_a_key_has_its_own_tokens_per_minute(alice, seeded, fake_openai, django_capture_on_commit_callbacks):
-    _, secret = api_key_create(user=alice, name="few tokens", tokens_per_minute=100)
+    _, secret = make_key(alice, name="few tokens", tokens_per_minute=100)
     fake_openai.configure(usage=(10, 200))
     client = key_client(secret)
 
@@ -276,8 +266,8 @@ def key_admin(staff):
 
 
 def test_staff_see_every_key_in_the_admin_but_never_a_secret(key_admin, alice, bob):
-    _, alices = api_key_create(user=alice, name="alice's laptop")
-    _, bobs = api_key_create(user=bob, name="bob's server")
+    _, alices = make_key(alice, name="alice's laptop")
+    _, bobs = make_key(bob, name="bob's server")
 
     content = key_admin.get("/admin/billing/apikey/").content.decode()
 
@@ -290,8 +280,8 @@ def test_staff_see_every_key_in_the_admin_but_never_a_secret(key_admin, alice, b
 
 
 def test_staff_revoke_keys_with_the_admin_action(key_admin, alice, bob):
-    alices_key, alices = api_key_create(user=alice, name="a")
-    bobs_key, bobs = api_key_create(user=bob, name="b")
+    alices_key, alices = make_key(alice, name="a")
+    bobs_key, bobs = make_key(bob, name="b")
 
     response = key_admin.post(
         "/admin/billing/apikey/", {"action": "revoke", "_selected_action": [alices_key.pk]}, follow=True
@@ -308,7 +298,7 @@ def test_staff_who_may_only_view_keys_cannot_revoke_them(staff, alice):
     staff.user_permissions.add(Permission.objects.get(content_type__app_label="billing", codename="view_apikey"))
     browser = Client()
     browser.login(username="sam", password="sam-password")
-    key, _ = api_key_create(user=alice, name="a")
+    key, _ = make_key(alice, name="a")
 
     assert browser.get("/admin/billing/apikey/").status_code == 200
     browser.post("/admin/billing/apikey/", {"action": "revoke", "_selected_action": [key.pk]})

@@ -8,11 +8,10 @@ import httpx2 as httpx
 import openai
 import pytest
 
-from billing.keys import api_key_create
 from billing.models import APIKey, Quota, UsageRecord
 from llm_models import catalog
 from llm_models.models import LLMModel
-from tests.gateway.conftest import set_quota
+from tests.factories import make_key, seeded_model, set_quota
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -216,7 +215,7 @@ def test_an_exhausted_quota_raises_rate_limit_error(sdk, alice, fake_openai, str
 
 
 def test_a_keys_own_limit_raises_rate_limit_error(live, alice, fake_openai):
-    _, secret = api_key_create(user=alice, name="tiny", token_limit=10)
+    _, secret = make_key(alice, name="tiny", token_limit=10)
     client = openai.OpenAI(base_url=f"{live}/v1", api_key=secret, max_retries=0)
     with pytest.raises(openai.RateLimitError, match="this API key"):
         client.chat.completions.create(model="gpt-3.5-turbo", messages=HELLO, max_tokens=20)
@@ -278,9 +277,7 @@ def test_a_prompt_longer_than_the_context_window_is_a_bad_request(sdk, fake_open
 
 
 def test_a_model_outside_the_keys_list_raises_permission_denied(live, alice, fake_anthropic):
-    _, secret = api_key_create(
-        user=alice, name="gpt only", allowed_models=LLMModel.objects.filter(name="gpt-3.5-turbo")
-    )
+    _, secret = make_key(alice, name="gpt only", allowed_models=[seeded_model("gpt-3.5-turbo")])
     client = openai.OpenAI(base_url=f"{live}/v1", api_key=secret, max_retries=0)
     with pytest.raises(openai.PermissionDeniedError):
         client.chat.completions.create(model="claude-3-sonnet", messages=HELLO)

@@ -5,6 +5,7 @@ import pytest
 
 from llm_models import catalog
 from llm_models.models import LLMModel
+from tests.factories import make_model
 
 pytestmark = pytest.mark.django_db
 
@@ -28,15 +29,7 @@ def test_a_model_disabled_from_the_shell_is_served_stale_for_a_few_seconds_at_mo
 
 def test_a_model_created_later_is_found_once_the_unknown_name_expires(seeded, clock):
     assert catalog.model_get("brand-new") is None
-    LLMModel.objects.create(
-        name="brand-new",
-        provider="openai",
-        provider_model="gpt-4o",
-        context_window=1000,
-        max_output_tokens=100,
-        input_price_per_1k=0,
-        output_price_per_1k=0,
-    )
+    make_model(name="brand-new")  # as the shell would: no cached copy is dropped
     clock[0] += catalog.LOCAL_TTL_SECONDS
     assert catalog.model_get("brand-new").name == "brand-new"
 

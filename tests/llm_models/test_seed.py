@@ -7,6 +7,7 @@ import pytest
 from django.core.management import call_command
 
 from llm_models.models import LLMModel
+from tests.factories import make_model
 
 pytestmark = pytest.mark.django_db
 
@@ -95,15 +96,7 @@ def test_update_leaves_whether_a_model_is_enabled_to_staff():
 def test_it_recreates_a_missing_model_and_leaves_others_alone():
     seed()
     LLMModel.objects.filter(name="claude-3-sonnet").delete()
-    LLMModel.objects.create(
-        name="local-llama",
-        provider="openai_compatible",
-        provider_model="llama3",
-        context_window=8192,
-        max_output_tokens=2048,
-        input_price_per_1k=0,
-        output_price_per_1k=0,
-    )
+    make_model(name="local-llama", provider="openai_compatible", provider_model="llama3")
 
     output = seed()
     assert "created claude-3-sonnet" in output
