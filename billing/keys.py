@@ -37,6 +37,18 @@ def api_key_create(
     return key, secret
 
 
+def api_key_update(*, key: APIKey, allowed_models: Iterable[LLMModel] | None = None, **fields: Any) -> APIKey:
+    """Change a key's name, limits, rates, expiry or models (None: its models stay as they are)."""
+    with transaction.atomic():
+        for name, value in fields.items():
+            setattr(key, name, value)
+        key.save(update_fields=list(fields))
+        if allowed_models is not None:
+            key.allowed_models.set(allowed_models)
+    api_key_forget(key)
+    return key
+
+
 def api_key_revoke(*, key: APIKey) -> bool:
     """Revoke `key` now (a revoked key stays, for its usage records). False if it already was."""
     revoked = APIKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()) > 0

@@ -7,7 +7,7 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 
-from billing.keys import api_key_create, api_key_revoke
+from billing.keys import api_key_create, api_key_revoke, api_key_update
 from billing.models import APIKey
 from billing.quotas import quota_get, quota_reset, quota_update
 from billing.selectors import usage_summary
@@ -102,6 +102,9 @@ class APIKeyViewSet(
         key, secret = api_key_create(user=request.user, allowed_models=fields.pop("allowed_models", ()), **fields)
         data = {**self.get_serializer(key).data, "key": secret}
         return Response(data, status=status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer):
+        serializer.instance = api_key_update(key=serializer.instance, **serializer.validated_data)
 
     def perform_destroy(self, instance):
         api_key_revoke(key=instance)

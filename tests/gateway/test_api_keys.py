@@ -181,6 +181,23 @@ def test_allowed_models_restrict_a_key(alice, seeded, fake_openai, fake_anthropi
     assert not Reservation.objects.exists()
 
 
+def test_a_key_narrowed_to_other_models_is_refused_at_once_though_it_was_in_use(
+    alice, alice_client, seeded, fake_openai
+):
+    key, secret = make_key(alice, name="ci")
+    client = key_client(secret)
+    assert chat(client, "gpt-3.5-turbo").status_code == 200  # the key is now in the process's cache
+
+    response = alice_client.patch(
+        f"/api/keys/{key.pk}/", {"allowed_models": ["gpt-4-turbo"], "requests_per_minute": 5}, format="json"
+    )
+
+    assert response.status_code == 200
+    assert response.json()["allowed_models"] == ["gpt-4-turbo"] and response.json()["requests_per_minute"] == 5
+    assert chat(client, "gpt-3.5-turbo").status_code == 403
+    assert chat(client, "gpt-4-turbo").status_code == 200
+
+
 def test_allowed_models_also_hold_for_dialog_messages(alice, seeded, fake_anthropic):
     _, secret = make_key(alice, name="gpt only", allowed_models=[seeded_model("gpt-3.5-turbo")])
     dialog = make_dialog(alice, model="claude-3-sonnet")
