@@ -74,7 +74,8 @@ check: $(VENV)/.installed
 lint: check
 
 # Rewrites constraints.txt with the newest releases pyproject.toml allows, resolved in a fresh venv
-# (so nothing left over in .venv is pinned). Run `make check test-pg` before committing it.
+# (so nothing left over in .venv is pinned). Run it with Python 3.11, the oldest we support: on
+# 3.12+ it would pin Django 6, which 3.11 cannot install. Then `make check test-pg` before committing.
 define LOCK_HEADER
 # Pins for every install: `pip install -c constraints.txt -e ".[dev]"` (make, .ci/run).
 # A pip freeze of a working install of `.[dev]`, without the project itself.
@@ -82,6 +83,7 @@ define LOCK_HEADER
 endef
 export LOCK_HEADER
 lock:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "make lock: needs Python 3.11 (PYTHON=...)"; exit 1; }
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install -q --upgrade pip
