@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.db import models
 
 from llm_models.models import LLMModel
 from llm_models.services import model_save, models_set_enabled
@@ -21,6 +22,8 @@ class LLMModelAdmin(admin.ModelAdmin):
     list_editable = ["enabled"]
     actions = ["enable", "disable"]
     readonly_fields = ["created_at", "updated_at"]
+    # A base URL typed without a scheme is https (Django 6's default; 5.2 warns without it).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def save_model(self, request, obj, form, change):
         model_save(model=obj)
