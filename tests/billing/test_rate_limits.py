@@ -48,3 +48,22 @@ def test_limits_are_per_user(alice, bob, bob_client, alice_client, dialog, fake_
     assert send(alice_client, dialog).status_code == 201
     assert send(alice_client, dialog).status_code == 429
     assert send(bob_client, bobs).status_code == 201
+
+
+def test_a_reply_stays_delivered_and_billed_when_the_cache_fails_after_it(
+    alice, alice_client, dialog, fake_openai, django_capture_on_commit_callbacks, monkeypatch
+):
+    fake_openai.configure(usage=(40, 60))
+    set_quota(alice, tokens_per_minute=10_000, requests_per_minute=None)
+
+    def cache_down(**kwargs):
+        raise ConnectionError("Redis went away")
+
+    monkeypatch.setattr("billing.settlement.rate_limit_add_tokens", cache_down)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = send(alice_client, dialog)
+
+    assert len(callbacks) == 1  # the tokens-per-minute count, after COMMIT: it failed, and was logged
+    assert response.status_code == 201
+    assert response.json()["usage"]["total_tokens"] == 100
+    assert Message.objects.get(role="assistant").completion_tokens == 60
