@@ -12,7 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from common.db import db_phase
 from common.errors import GatewayError, json_object
-from completions.calls import CallParams, call_complete, call_prepare, call_stream_open
+from completions.core import CallParams, call_complete, call_prepare, call_stream_open
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -160,7 +160,7 @@ async def messages(request):
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"
             return response
-        completion, usage = await call_complete(call)
+        reply, finish_reason = await call_complete(call)
     except GatewayError as error:
         return anthropic_error(error)
     return JsonResponse(
@@ -169,12 +169,12 @@ async def messages(request):
             "type": "message",
             "role": "assistant",
             "model": call.model.name,
-            "content": [{"type": "text", "text": completion.text}],
-            "stop_reason": STOP_REASONS.get(completion.finish_reason or "", "end_turn"),
+            "content": [{"type": "text", "text": reply.text}],
+            "stop_reason": STOP_REASONS.get(finish_reason or "", "end_turn"),
             "stop_sequence": None,
             "usage": {
-                "input_tokens": usage.prompt_tokens,
-                "output_tokens": usage.completion_tokens,
+                "input_tokens": reply.usage.prompt_tokens,
+                "output_tokens": reply.usage.completion_tokens,
             },
         }
     )

@@ -18,7 +18,7 @@ from rest_framework import exceptions
 from accounts.credentials import authenticate_request
 from common.db import db_phase
 from common.errors import GatewayError, from_api_exception, json_object
-from completions.calls import CallParams, call_complete, call_prepare, call_stream_open
+from completions.core import CallParams, call_complete, call_prepare, call_stream_open
 from llm_models.models import LLMModel
 
 
@@ -165,7 +165,7 @@ async def chat_completions(request):
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"
             return response
-        completion, usage = await call_complete(call)
+        reply, finish_reason = await call_complete(call)
     except GatewayError as error:
         return openai_error(error)
     return JsonResponse(
@@ -177,12 +177,12 @@ async def chat_completions(request):
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": completion.text, "refusal": None},
+                    "message": {"role": "assistant", "content": reply.text, "refusal": None},
                     "logprobs": None,
-                    "finish_reason": completion.finish_reason or "stop",
+                    "finish_reason": finish_reason,
                 }
             ],
-            "usage": _usage(usage),
+            "usage": _usage(reply.usage),
         }
     )
 

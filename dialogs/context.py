@@ -2,16 +2,12 @@
 
 from dataclasses import dataclass
 
-from common.errors import GatewayError
+from completions.core import context_too_long
+from llm_models.models import LLMModel
 from llm_models.providers.tokens import count_messages
 
 # count_messages() adds the reply priming once per call; one message alone costs this much less.
 _REPLY_PRIMING = 3
-
-
-class ContextTooLong(GatewayError):
-    status = 422
-    type = "context_length_exceeded"
 
 
 @dataclass
@@ -22,11 +18,11 @@ class FittedPrompt:
 
 
 def fit_to_context(
-    *, model, system_prompt: str, history: list[dict], new_message: dict, max_tokens: int
+    *, model: LLMModel, system_prompt: str, history: list[dict], new_message: dict, max_tokens: int
 ) -> FittedPrompt:
     """Drop the oldest turns until the prompt fits `context_window - max_tokens`.
 
-    The system prompt is never dropped; a new message that cannot fit even alone is a 422.
+    The system prompt is never dropped; a new message that cannot fit even alone is refused.
     """
     budget = model.context_window - max_tokens
 
@@ -35,15 +31,8 @@ def fit_to_context(
 
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     fixed = _REPLY_PRIMING + sum(cost(m) for m in system) + cost(new_message)
-    if fixed > budget:
-        raise ContextTooLong(
-            f"The message needs {fixed} prompt tokens; {model.name} has room for {budget} "
-            f"({model.context_window} context window minus {max_tokens} for the reply).",
-            prompt_tokens=fixed,
-            context_window=model.context_window,
-            max_tokens=max_tokens,
-            available_tokens=budget,
-        )
+    if fixed > budget:  # the new message cannot fit even alone
+        raise context_too_long(model, prompt_tokens=fixed, max_tokens=max_tokens)
     kept: list[dict] = []
     used = fixed
     for message in reversed(history):

@@ -1,51 +1,49 @@
-"""Sending a message: store it, send the conversation to the model, store and bill the reply.
+"""Sending a message: store it, send the conversation to the model, store and bill the reply,
+through the one completion flow (completions.core):
 
-Three phases, so that no database connection, lock or transaction is held while the vendor
-answers (a reply takes seconds):
-  1. `message_prepare` (sync, one transaction): authenticate, load the dialog, fit the history
-     into the context window, check rate limits, reserve the worst case, store the user's message.
-  2. the vendor call (async): `message_reply` or `message_reply_stream`.
-  3. `message_finish` (sync, one transaction): store the assistant's message and bill it.
+  1. `message_prepare` (sync, in a db_phase): the dialog, its history fitted into the context
+     window, admission (the worst case held, rate limits), then the user's message stored.
+  2. `message_reply` or `message_reply_stream` (async): the vendor call; its settlement stores
+     the assistant's message (also when the vendor failed or the client left) and bills it, in
+     one transaction.
 """
 
-import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from billing.admission import Admission, completion_admit, reservation_release
-from billing.settlement import billed_usage, completion_settle
-from common.db import db_phase
+from billing.admission import reservation_release
+from billing.models import APIKey
 from common.errors import GatewayError
-from completions.calls import from_provider_error
+from completions.core import (
+    Call,
+    Outcome,
+    call_admit,
+    call_complete,
+    call_stream,
+    max_tokens_for,
+    model_enabled,
+)
 from dialogs.context import fit_to_context
 from dialogs.models import Dialog, Message, MessageStatus, Role
 from dialogs.serializers import message_data
-from llm_models.providers.base import (
-    CompletionRequest,
-    ProviderError,
-    Usage,
-    complete_with_retries,
-    stream_with_retries,
-)
-from llm_models.providers.registry import build_request, get_provider
-
-
-class ModelUnavailable(GatewayError):
-    status = 409
-    type = "model_unavailable"
 
 
 @dataclass
 class Prepared:
     dialog: Dialog
     user_message: Message
-    admission: Admission
-    request: CompletionRequest
+    call: Call
+
+    @property
+    def reply(self) -> Message:
+        """The assistant's message, once the call has settled."""
+        return self.call.stored["message"]
 
 
 def _history(dialog: Dialog) -> list[dict]:
@@ -61,87 +59,69 @@ def _history(dialog: Dialog) -> list[dict]:
 
 
 def message_prepare(
-    *, user, dialog_id: int, content: str, max_tokens: int | None = None, temperature: float | None = None, api_key=None
+    *,
+    user: User,
+    dialog_id: int,
+    content: str,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    api_key: APIKey | None = None,
 ) -> Prepared:
     dialog = Dialog.objects.owned_by(user).select_related("model", "agent").filter(pk=dialog_id).first()
     if dialog is None:
         raise GatewayError("No such dialog.", status=404, type="not_found")
-    model, agent = dialog.model, dialog.agent
-    if not model.enabled:
-        raise ModelUnavailable(f"The model {model.name} is disabled; switch the dialog to another model.")
-    if max_tokens is None:
-        max_tokens = (agent.max_tokens if agent else None) or model.max_output_tokens
-    if max_tokens > model.max_output_tokens:
-        raise GatewayError(
-            f"max_tokens is at most {model.max_output_tokens} for {model.name}.",
-            status=400,
-            type="validation_error",
-            fields={"max_tokens": [f"At most {model.max_output_tokens}."]},
-        )
+    model, agent = model_enabled(dialog.model), dialog.agent
+    max_tokens = max_tokens_for(model, max_tokens if max_tokens is not None else agent and agent.max_tokens)
     if temperature is None and agent is not None:
         temperature = agent.temperature
-    new_message = {"role": Role.USER.value, "content": content}
     fitted = fit_to_context(
         model=model,
         system_prompt=agent.system_prompt if agent else "",
         history=_history(dialog),
-        new_message=new_message,
+        new_message={"role": Role.USER.value, "content": content},
         max_tokens=max_tokens,
     )
-    # Admitted first (a refused message is not stored), in its own short statement (see
-    # completion_admit).
-    admission = completion_admit(
-        user=user, api_key=api_key, model=model, prompt_tokens=fitted.prompt_tokens, max_tokens=max_tokens
+    # Admitted first (a refused message is not stored), in its own short statement.
+    call = call_admit(
+        user=user,
+        api_key=api_key,
+        model=model,
+        messages=fitted.messages,
+        prompt_tokens=fitted.prompt_tokens,
+        max_tokens=max_tokens,
+        endpoint="dialogs",
+        temperature=temperature,
+        store=lambda outcome: _reply_store(dialog, outcome),
     )
     try:
         with transaction.atomic():
             user_message = Message.objects.create(dialog=dialog, role=Role.USER, content=content, model=model)
             Dialog.objects.filter(pk=dialog.pk).update(updated_at=timezone.now())
     except BaseException:
-        reservation_release(reservation=admission.reservation)
+        reservation_release(reservation=call.admission.reservation)
         raise
-    request = build_request(model, messages=fitted.messages, max_tokens=max_tokens, temperature=temperature)
-    return Prepared(dialog, user_message, admission, request)
+    return Prepared(dialog, user_message, call)
 
 
-def message_finish(
-    prepared: Prepared,
-    *,
-    text: str,
-    usage: Usage | None,
-    status: str,
-    error: ProviderError | None = None,
-    request_id: str = "",
-    latency_ms: int | None = None,
-) -> Message:
-    """Store the assistant's message (also when the vendor failed) and bill it, in one transaction."""
-    model = prepared.admission.model
-    billed = billed_usage(prepared.admission, usage=usage, text=text)
-    with transaction.atomic():
-        message = Message.objects.create(
-            dialog=prepared.dialog,
-            role=Role.ASSISTANT,
-            content=text,
-            model=model,
-            status=status,
-            request_id=request_id[:200],
-            latency_ms=latency_ms,
-            error_type=error.kind if error else "",
-            error_message=error.message if error else "",
-            prompt_tokens=billed.prompt_tokens,
-            completion_tokens=billed.completion_tokens,
-            cost=model.cost(billed.prompt_tokens, billed.completion_tokens),
-        )
-        # The dialog's updated_at moved when the user's message was stored (message_prepare).
-        completion_settle(
-            admission=prepared.admission,
-            status=status,
-            usage=billed,
-            request_id=request_id,
-            dialog=prepared.dialog,
-            message=message,
-        )
-    return message
+def _reply_store(dialog: Dialog, outcome: Outcome) -> dict[str, Any]:
+    """The assistant's message, however the call ended (inside the settlement's transaction)."""
+    model = dialog.model
+    error = outcome.error
+    message = Message.objects.create(
+        dialog=dialog,
+        role=Role.ASSISTANT,
+        content=outcome.text,
+        model=model,
+        status=outcome.status,
+        request_id=outcome.request_id[:200],
+        latency_ms=outcome.latency_ms,
+        error_type=error.kind if error else "",
+        error_message=error.message if error else "",
+        prompt_tokens=outcome.usage.prompt_tokens,
+        completion_tokens=outcome.usage.completion_tokens,
+        cost=model.cost(outcome.usage.prompt_tokens, outcome.usage.completion_tokens),
+    )
+    return {"dialog": dialog, "message": message}
 
 
 def usage_data(message: Message) -> dict:
@@ -153,60 +133,27 @@ def usage_data(message: Message) -> dict:
     }
 
 
-def _elapsed_ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)
+def _with_messages(error: GatewayError, prepared: Prepared) -> GatewayError:
+    """The error, naming the stored messages (the user's, and the failed reply)."""
+    error.extra.update(user_message_id=prepared.user_message.pk, assistant_message_id=prepared.reply.pk)
+    return error
 
 
 async def message_reply(prepared: Prepared) -> dict:
     """The whole reply at once: {"user_message", "assistant_message", "usage"}, or a GatewayError
     (the user's message and the failed reply stay stored)."""
-    started = time.monotonic()
     try:
-        completion = await complete_with_retries(get_provider(prepared.admission.model), prepared.request)
-    except ProviderError as error:
-        message = await db_phase(
-            message_finish,
-            prepared,
-            text="",
-            usage=None,
-            status=MessageStatus.ERROR,
-            error=error,
-            request_id=error.request_id,
-            latency_ms=_elapsed_ms(started),
-        )
-        raise from_provider_error(
-            error, user_message_id=prepared.user_message.pk, assistant_message_id=message.pk
-        ) from error
-    except BaseException:
-        # The client went away: nothing was received, so nothing is charged.
-        await asyncio.shield(
-            db_phase(
-                message_finish,
-                prepared,
-                text="",
-                usage=None,
-                status=MessageStatus.INCOMPLETE,
-                latency_ms=_elapsed_ms(started),
-            )
-        )
-        raise
-    message = await db_phase(
-        message_finish,
-        prepared,
-        text=completion.text,
-        usage=completion.usage,
-        status=MessageStatus.OK,
-        request_id=completion.request_id,
-        latency_ms=_elapsed_ms(started),
-    )
+        await call_complete(prepared.call)
+    except GatewayError as error:
+        raise _with_messages(error, prepared) from error
     return {
         "user_message": message_data(prepared.user_message),
-        "assistant_message": message_data(message),
-        "usage": usage_data(message),
+        "assistant_message": message_data(prepared.reply),
+        "usage": usage_data(prepared.reply),
     }
 
 
-def sse(event: str, data) -> bytes:
+def sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
@@ -214,53 +161,13 @@ async def message_reply_stream(prepared: Prepared) -> AsyncIterator[bytes]:
     """Server-Sent Events: message, delta..., usage, done; or error. What was received is stored
     and billed however the stream ends, the client hanging up included."""
     yield sse("message", message_data(prepared.user_message))
-    started = time.monotonic()
-    parts: list[str] = []
-    usage, request_id, error = None, "", None
-    try:
-        async for chunk in stream_with_retries(get_provider(prepared.admission.model), prepared.request):
-            if chunk.text:
-                parts.append(chunk.text)
-                yield sse("delta", {"text": chunk.text})
-            usage = chunk.usage or usage
-            request_id = chunk.request_id or request_id
-    except ProviderError as exc:
-        error = exc
-        request_id = request_id or exc.request_id
-    except BaseException:
-        # The client hung up (CancelledError / GeneratorExit): keep and bill what was produced.
-        await asyncio.shield(
-            db_phase(
-                message_finish,
-                prepared,
-                text="".join(parts),
-                usage=usage,
-                status=MessageStatus.INCOMPLETE,
-                request_id=request_id,
-                latency_ms=_elapsed_ms(started),
-            )
-        )
-        raise
-    if error is None:
-        status = MessageStatus.OK
-    else:
-        status = MessageStatus.INCOMPLETE if parts else MessageStatus.ERROR
-    message = await db_phase(
-        message_finish,
-        prepared,
-        text="".join(parts),
-        usage=usage,
-        status=status,
-        error=error,
-        request_id=request_id,
-        latency_ms=_elapsed_ms(started),
-    )
-    if error is not None:
-        body = from_provider_error(
-            error, user_message_id=prepared.user_message.pk, assistant_message_id=message.pk
-        ).body()
-        body["error"]["status"] = error.status
-        yield sse("error", body)
-        return
-    yield sse("usage", usage_data(message))
-    yield sse("done", message_data(message))
+    async for item in call_stream(prepared.call):
+        if isinstance(item, GatewayError):
+            body = _with_messages(item, prepared).body()
+            body["error"]["status"] = item.status
+            yield sse("error", body)
+            return
+        if item.text:
+            yield sse("delta", {"text": item.text})
+    yield sse("usage", usage_data(prepared.reply))
+    yield sse("done", message_data(prepared.reply))

@@ -26,7 +26,9 @@ ERROR_STATUSES = {
     "429": "quota_exceeded or rate_limited (with Retry-After)",
 }
 COMPLETION_ERRORS = {
-    "422": "The message does not fit the model's context window (context_length_exceeded)",
+    "400": "Bad input (validation_error, invalid_request: max_tokens over the model's output limit), or the "
+    "messages do not fit the model's context window (context_length_exceeded)",
+    "404": "Not found, or the model does not exist or is disabled (model_not_found)",
     "502": "The vendor failed or rejected the gateway's credentials",
     "503": "The vendor is not configured",
     "504": "The vendor timed out",

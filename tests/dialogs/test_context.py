@@ -35,10 +35,10 @@ def test_the_oldest_turns_are_dropped_first_and_the_system_prompt_kept(alice, al
     assert sent[1]["role"] == "user"  # a kept turn starts with the user's message
 
 
-def test_a_message_too_long_for_the_window_is_a_422_before_any_vendor_call(alice, alice_client, tiny, fake_openai):
+def test_a_message_too_long_for_the_window_is_a_400_before_any_vendor_call(alice, alice_client, tiny, fake_openai):
     dialog = make_dialog(alice, model=tiny)
     response = send(alice_client, dialog, "word " * 500)
-    assert response.status_code == 422
+    assert response.status_code == 400
     error = response.json()["error"]
     assert error["type"] == "context_length_exceeded"
     assert error["context_window"] == 100 and error["available_tokens"] == 60

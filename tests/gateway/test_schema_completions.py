@@ -7,7 +7,8 @@ def test_the_schema_describes_the_completion_endpoints_and_the_error_shape(anon_
     schema = anon_client.get("/api/schema/?format=json").json()
     assert {"/api/dialogs/{id}/messages/", "/v1/chat/completions", "/v1/models", "/v1/messages"} <= set(schema["paths"])
     send = schema["paths"]["/api/dialogs/{id}/messages/"]["post"]
-    assert {"201", "422", "429", "502", "504"} <= set(send["responses"])
+    assert {"201", "400", "404", "429", "502", "504"} <= set(send["responses"])
+    assert "context_length_exceeded" in send["responses"]["400"]["description"]
     assert "text/event-stream" in send["responses"]["201"]["content"]
     assert schema["components"]["schemas"]["Error"]["properties"]["error"]["required"] == ["type", "message"]
     assert "401" in schema["paths"]["/api/models/"]["get"]["responses"]

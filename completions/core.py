@@ -1,0 +1,330 @@
+"""The one completion flow, for every caller: a dialog message (dialogs), an OpenAI-style call
+(/v1/chat/completions), an Anthropic-style one (/v1/messages).
+
+  admit   (sync, in a db_phase): the model, the prompt against its context window, the worst case
+          held on the key and the quota, the rate limits (billing.admission);
+  call    (async, no transaction, no connection held): the vendor, through llm_models.providers,
+          with the gateway's own retries;
+  settle  (sync, in a db_phase): however the call ended (a reply, a vendor error, a cut stream, a
+          client gone), what was produced is stored (the caller's `store`, e.g. the dialog's
+          reply) and billed in one transaction (billing.settlement).
+
+The same problem is the same error everywhere: the callers only translate it into their wire
+format. The events are vendor-neutral `Chunk`s (text, then one with the billed usage and the
+finish reason), or a GatewayError last when the vendor fails mid-way.
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.http import HttpRequest
+from rest_framework import exceptions
+
+from accounts.credentials import authenticate_request
+from billing.admission import Admission, completion_admit
+from billing.models import APIKey, UsageStatus
+from billing.settlement import billed_usage, completion_settle
+from common.db import db_phase
+from common.errors import GatewayError, from_api_exception
+from llm_models import catalog
+from llm_models.models import LLMModel
+from llm_models.providers.base import (
+    Chunk,
+    CompletionRequest,
+    FinishReason,
+    ProviderError,
+    Usage,
+    complete_with_retries,
+    stream_with_retries,
+)
+from llm_models.providers.registry import build_request, get_provider
+from llm_models.providers.tokens import count_messages
+
+# --- the errors every caller gives for the same problem ----------------------------------------
+
+
+class ModelNotFound(GatewayError):
+    status = 404
+    type = "model_not_found"
+
+
+class ContextTooLong(GatewayError):
+    status = 400
+    type = "context_length_exceeded"
+
+
+def model_for_call(name: str) -> LLMModel:
+    """The enabled model named `name`, or a 404."""
+    model = catalog.model_get(name)
+    if model is None or not model.enabled:
+        raise ModelNotFound(f"The model '{name}' does not exist or is disabled.", param="model")
+    return model
+
+
+def model_enabled(model: LLMModel) -> LLMModel:
+    """`model`, or the 404 model_for_call gives for a disabled one (a dialog's model, say)."""
+    if not model.enabled:
+        raise ModelNotFound(f"The model '{model.name}' is disabled; use another model.", param="model")
+    return model
+
+
+def max_tokens_for(model: LLMModel, requested: int | None) -> int:
+    """The reply's allowance: what the client asked for (at most the model's output limit), else
+    that limit."""
+    if requested is not None and requested > model.max_output_tokens:
+        raise GatewayError(
+            f"max_tokens is at most {model.max_output_tokens} for {model.name}.",
+            type="invalid_request",
+            param="max_tokens",
+        )
+    return requested or model.max_output_tokens
+
+
+def context_too_long(model: LLMModel, *, prompt_tokens: int, max_tokens: int) -> ContextTooLong:
+    available = model.context_window - max_tokens
+    return ContextTooLong(
+        f"This model's maximum context length is {model.context_window} tokens; the messages need "
+        f"{prompt_tokens} and {max_tokens} are kept for the reply ({available} left for the messages).",
+        param="messages",
+        prompt_tokens=prompt_tokens,
+        context_window=model.context_window,
+        max_tokens=max_tokens,
+        available_tokens=available,
+    )
+
+
+def from_provider_error(error: ProviderError, **extra: Any) -> GatewayError:
+    """A vendor failure as the client is told of it."""
+    headers = {}
+    if error.status == 429:
+        headers["Retry-After"] = str(max(int(error.retry_after or 1), 1))
+    return GatewayError(error.message, status=error.status, type=error.kind.api_type, headers=headers, **extra)
+
+
+# --- a call ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """How a call ended, as it is stored and billed."""
+
+    status: str  # billing.models.UsageStatus
+    text: str
+    usage: Usage  # what is billed
+    request_id: str
+    latency_ms: int
+    error: ProviderError | None = None
+
+
+# Stores what a call produced, inside the settlement's transaction; returns the usage record's
+# links to it (dialog=..., message=...).
+Store = Callable[[Outcome], dict[str, Any]]
+
+
+@dataclass
+class Call:
+    admission: Admission
+    request: CompletionRequest
+    endpoint: str
+    store: Store | None = None
+    stored: dict[str, Any] = field(default_factory=dict)  # what `store` returned, once settled
+
+    @property
+    def model(self) -> LLMModel:
+        return self.admission.model
+
+
+def call_admit(
+    *,
+    user: User,
+    api_key: APIKey | None,
+    model: LLMModel,
+    messages: list[dict],
+    prompt_tokens: int,
+    max_tokens: int,
+    endpoint: str,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    stop: list[str] | None = None,
+    store: Store | None = None,
+) -> Call:
+    """Hold the worst case and check the rate limits (billing.admission), or raise why not. Sync:
+    run it in a db_phase, outside a transaction."""
+    if prompt_tokens + max_tokens > model.context_window:
+        raise context_too_long(model, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
+    admission = completion_admit(
+        user=user, api_key=api_key, model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens
+    )
+    request = build_request(
+        model, messages=messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop
+    )
+    return Call(admission, request, endpoint, store=store)
+
+
+@dataclass
+class CallParams:
+    """A /v1 request, parsed from either wire format."""
+
+    model: str
+    messages: list[dict]  # OpenAI-style: role + text content, system first
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+
+
+def call_prepare(http_request: HttpRequest, params: CallParams, *, endpoint: str) -> Call:
+    """Sync (run it with db_phase): who is calling, which model, admission. Raises GatewayError."""
+    try:
+        user, api_key = authenticate_request(http_request, reserves_on_key=True)
+    except exceptions.APIException as exc:
+        raise from_api_exception(exc) from exc
+    model = model_for_call(params.model)
+    max_tokens = max_tokens_for(model, params.max_tokens)
+    return call_admit(
+        user=user,
+        api_key=api_key,
+        model=model,
+        messages=params.messages,
+        prompt_tokens=count_messages(model.provider, model.provider_model, params.messages),
+        max_tokens=max_tokens,
+        endpoint=endpoint,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        stop=params.stop,
+    )
+
+
+def _settle(call: Call, outcome: Outcome) -> None:
+    if call.store is None:
+        _bill(call, outcome)  # one statement on PostgreSQL, committed on its own
+        return
+    with transaction.atomic():
+        call.stored = call.store(outcome)
+        _bill(call, outcome)
+
+
+def _bill(call: Call, outcome: Outcome) -> None:
+    completion_settle(
+        admission=call.admission,
+        status=outcome.status,
+        usage=outcome.usage,
+        request_id=outcome.request_id,
+        endpoint=call.endpoint,
+        dialog=call.stored.get("dialog"),
+        message=call.stored.get("message"),
+    )
+
+
+def _outcome(
+    call: Call,
+    *,
+    status: str,
+    started: float,
+    text: str = "",
+    usage: Usage | None = None,
+    request_id: str = "",
+    error: ProviderError | None = None,
+) -> Outcome:
+    return Outcome(
+        status=status,
+        text=text,
+        usage=billed_usage(call.admission, usage=usage, text=text),
+        request_id=request_id or (error.request_id if error else ""),
+        latency_ms=int((time.monotonic() - started) * 1000),
+        error=error,
+    )
+
+
+async def call_complete(call: Call) -> tuple[Outcome, str | None]:
+    """The whole reply, stored and billed, and its finish reason; or the GatewayError of the
+    vendor's failure (what the call produced, nothing, is stored and billed all the same)."""
+    started = time.monotonic()
+    try:
+        completion = await complete_with_retries(get_provider(call.model), call.request)
+    except ProviderError as error:
+        await db_phase(_settle, call, _outcome(call, status=UsageStatus.ERROR, started=started, error=error))
+        raise from_provider_error(error) from error
+    except BaseException:
+        # The client went away: nothing was received, so nothing is charged.
+        outcome = _outcome(call, status=UsageStatus.INCOMPLETE, started=started)
+        await asyncio.shield(db_phase(_settle, call, outcome))
+        raise
+    outcome = _outcome(
+        call,
+        status=UsageStatus.OK,
+        started=started,
+        text=completion.text,
+        usage=completion.usage,
+        request_id=completion.request_id,
+    )
+    await db_phase(_settle, call, outcome)
+    return outcome, completion.finish_reason or FinishReason.STOP
+
+
+async def call_stream(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
+    """Text chunks, then one chunk with the billed usage and finish reason; or, if the vendor fails,
+    a GatewayError as the last item. Stored and billed however it ends, the client hanging up
+    included."""
+    started = time.monotonic()
+    parts: list[str] = []
+    usage, request_id, finish_reason = None, "", None
+    try:
+        async for chunk in stream_with_retries(get_provider(call.model), call.request):
+            request_id = chunk.request_id or request_id
+            usage = chunk.usage or usage
+            finish_reason = chunk.finish_reason or finish_reason
+            if chunk.text:
+                parts.append(chunk.text)
+                yield Chunk(text=chunk.text, request_id=request_id)
+    except ProviderError as error:
+        status = UsageStatus.INCOMPLETE if parts else UsageStatus.ERROR
+        outcome = _outcome(
+            call, status=status, started=started, text="".join(parts), usage=usage, request_id=request_id, error=error
+        )
+        await db_phase(_settle, call, outcome)
+        yield from_provider_error(error)
+        return
+    except BaseException:
+        # The client hung up (CancelledError / GeneratorExit): keep and bill what was produced.
+        outcome = _outcome(
+            call,
+            status=UsageStatus.INCOMPLETE,
+            started=started,
+            text="".join(parts),
+            usage=usage,
+            request_id=request_id,
+        )
+        await asyncio.shield(db_phase(_settle, call, outcome))
+        raise
+    outcome = _outcome(
+        call, status=UsageStatus.OK, started=started, text="".join(parts), usage=usage, request_id=request_id
+    )
+    await db_phase(_settle, call, outcome)
+    yield Chunk(usage=outcome.usage, request_id=request_id, finish_reason=finish_reason or FinishReason.STOP)
+
+
+async def call_stream_open(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
+    """call_stream, once the vendor has answered: a failure before the first chunk raises the
+    GatewayError, so the endpoint answers with its HTTP status (the SDKs retry a 429 or 503 and
+    raise their usual exceptions) instead of an error event inside a 200 stream."""
+    items = call_stream(call)
+    first = await anext(items)
+    if isinstance(first, GatewayError):
+        await items.aclose()
+        raise first
+
+    async def started() -> AsyncGenerator[Chunk | GatewayError]:
+        try:
+            yield first
+            async for item in items:
+                yield item
+        finally:
+            await items.aclose()  # a client that hung up: call_stream settles what was sent
+
+    return started()
