@@ -97,8 +97,8 @@ class UsageRecordAdmin(ReadOnlyAdmin):
         "api_key",
     ]
     list_filter = ["status", "endpoint", ModelNameFilter]
-    search_fields = ["user__username", "request_id"]  # exact matches; see get_search_results
-    search_help_text = "An exact username or vendor request id."
+    search_fields = ["user__username", "request_id", "gateway_request_id"]  # exact matches; see get_search_results
+    search_help_text = "An exact username, gateway request id (x-request-id) or vendor request id."
     date_hierarchy = "created_at"
     list_select_related = ["user", "api_key"]
     show_full_result_count = False  # counting millions of rows on every page is slow
@@ -109,7 +109,8 @@ class UsageRecordAdmin(ReadOnlyAdmin):
         if not term:
             return queryset, False
         user_ids = list(User.objects.filter(username=term).values_list("id", flat=True))
-        return queryset.filter(Q(user_id__in=user_ids) | Q(request_id=term)), False
+        matches = Q(user_id__in=user_ids) | Q(request_id=term) | Q(gateway_request_id=term)
+        return queryset.filter(matches), False
 
 
 @admin.register(DailyUsage)

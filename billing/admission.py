@@ -226,7 +226,8 @@ def _exceeded(
         return str(amount) if unit == "usd" else int(amount)
 
     message = f"This request needs up to {tokens} tokens (${cost:.6f}); {owner} has {remaining} {unit} left of {limit}."
-    headers = {}
+    # Retrying cannot help before the limit resets: the SDKs read x-should-retry.
+    headers = {"x-should-retry": "false"}
     if resets_at is not None:
         headers["Retry-After"] = str(max(int((resets_at - timezone.now()).total_seconds()), 1))
     return QuotaExceeded(

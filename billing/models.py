@@ -176,7 +176,10 @@ class UsageRecord(models.Model):
     completion_tokens = models.PositiveIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=8, default=0)
     status = models.CharField(max_length=16, choices=UsageStatus.choices)
-    request_id = models.CharField(max_length=200, blank=True, db_index=True)
+    request_id = models.CharField(max_length=200, blank=True, db_index=True, help_text="The vendor's id of the call.")
+    gateway_request_id = models.CharField(
+        max_length=40, blank=True, db_index=True, help_text="The gateway's id, returned to the client in x-request-id."
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -105,11 +105,12 @@ _RESERVATION_COLUMNS = """
 _NEW_USAGE_RECORD = """
     INSERT INTO {usage} ({usage.user}, {usage.api_key}, {usage.dialog}, {usage.message}, {usage.model},
                          {usage.model_name}, {usage.endpoint}, {usage.prompt_tokens}, {usage.completion_tokens},
-                         {usage.cost}, {usage.status}, {usage.request_id}, {usage.created_at})
+                         {usage.cost}, {usage.status}, {usage.request_id}, {usage.gateway_request_id},
+                         {usage.created_at})
     VALUES (%(user)s,
             (SELECT {key.id} FROM {key} WHERE {key.id} = %(key)s),  -- the key may be deleted by now
             %(dialog)s, %(message)s, %(model)s, %(model_name)s, %(endpoint)s, %(prompt)s, %(completion)s,
-            %(cost)s, %(status)s, %(request_id)s, %(now)s)
+            %(cost)s, %(status)s, %(request_id)s, %(gateway_request_id)s, %(now)s)
 """
 _DAY_ADD = """
     INSERT INTO {day} ({day.user}, {day.model_name}, {day.day}, {day.requests}, {day.prompt_tokens},
@@ -175,6 +176,7 @@ class SettleParams:
     cost: Decimal
     status: str
     request_id: str
+    gateway_request_id: str
     now: datetime
     day: date
 

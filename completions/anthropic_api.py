@@ -7,11 +7,13 @@ Programs written for the Anthropic SDK work with base_url="http://gateway" and a
 import json
 import secrets
 
-from django.http import JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from common.db import db_phase
 from common.errors import GatewayError, json_object
+from common.request_ids import request_id_of
 from completions.core import CallParams, call_complete, call_prepare, call_stream_open
 
 ERROR_TYPES = {
@@ -148,7 +150,15 @@ async def _sse(call, items):
 
 
 @csrf_exempt
-async def messages(request):
+async def messages(request: HttpRequest) -> HttpResponseBase:
+    response = await _messages(request)
+    # The gateway's id where the Anthropic SDK reads a request id (`_request_id`, its errors'
+    # `request_id`); the middleware sets x-request-id too.
+    response["request-id"] = request_id_of(request)
+    return response
+
+
+async def _messages(request: HttpRequest) -> HttpResponseBase:
     if request.method != "POST":
         return anthropic_error(GatewayError("Use POST.", status=405, type="method_not_allowed"))
     try:

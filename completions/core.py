@@ -31,6 +31,7 @@ from billing.models import APIKey, UsageStatus
 from billing.settlement import billed_usage, completion_settle
 from common.db import db_phase
 from common.errors import GatewayError, from_api_exception
+from common.request_ids import request_id_of
 from llm_models import catalog
 from llm_models.models import LLMModel
 from llm_models.providers.base import (
@@ -99,8 +100,9 @@ def context_too_long(model: LLMModel, *, prompt_tokens: int, max_tokens: int) ->
 
 
 def from_provider_error(error: ProviderError, **extra: Any) -> GatewayError:
-    """A vendor failure as the client is told of it."""
-    headers = {}
+    """A vendor failure as the client is told of it: final, since the gateway has already retried
+    what was worth retrying (x-should-retry: false keeps the SDKs from repeating it all)."""
+    headers = {"x-should-retry": "false"}
     if error.status == 429:
         headers["Retry-After"] = str(max(int(error.retry_after or 1), 1))
     return GatewayError(error.message, status=error.status, type=error.kind.api_type, headers=headers, **extra)
@@ -131,6 +133,7 @@ class Call:
     admission: Admission
     request: CompletionRequest
     endpoint: str
+    request_id: str = ""  # the gateway's (x-request-id)
     store: Store | None = None
     stored: dict[str, Any] = field(default_factory=dict)  # what `store` returned, once settled
 
@@ -148,6 +151,7 @@ def call_admit(
     prompt_tokens: int,
     max_tokens: int,
     endpoint: str,
+    request_id: str = "",
     temperature: float | None = None,
     top_p: float | None = None,
     stop: list[str] | None = None,
@@ -163,7 +167,7 @@ def call_admit(
     request = build_request(
         model, messages=messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop
     )
-    return Call(admission, request, endpoint, store=store)
+    return Call(admission, request, endpoint, request_id=request_id, store=store)
 
 
 @dataclass
@@ -194,6 +198,7 @@ def call_prepare(http_request: HttpRequest, params: CallParams, *, endpoint: str
         prompt_tokens=count_messages(model.provider, model.provider_model, params.messages),
         max_tokens=max_tokens,
         endpoint=endpoint,
+        request_id=request_id_of(http_request),
         temperature=params.temperature,
         top_p=params.top_p,
         stop=params.stop,
@@ -215,6 +220,7 @@ def _bill(call: Call, outcome: Outcome) -> None:
         status=outcome.status,
         usage=outcome.usage,
         request_id=outcome.request_id,
+        gateway_request_id=call.request_id,
         endpoint=call.endpoint,
         dialog=call.stored.get("dialog"),
         message=call.stored.get("message"),

@@ -21,6 +21,18 @@ from common.errors import GatewayError, from_api_exception, json_object
 from completions.core import CallParams, call_complete, call_prepare, call_stream_open
 from llm_models.models import LLMModel
 
+# OpenAI's error `type` is a broad class, by status; its `code` says exactly what (here the
+# gateway's own type: model_not_found, context_length_exceeded, quota_exceeded, ...).
+ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+
+
+def _openai_type(error: GatewayError) -> str:
+    if error.type == "quota_exceeded":
+        return "insufficient_quota"  # what OpenAI itself answers when an account's quota is spent
+    if error.status >= 500:
+        return "server_error"
+    return ERROR_TYPES.get(error.status, "invalid_request_error")
+
 
 def openai_error(error: GatewayError) -> JsonResponse:
     # OpenAI's four fields, then the gateway's details (limit, used, resets_at, ...): the SDKs
@@ -28,7 +40,7 @@ def openai_error(error: GatewayError) -> JsonResponse:
     body = {
         "error": {
             "message": error.message,
-            "type": error.type,
+            "type": _openai_type(error),
             "code": error.type,
             "param": error.extra.get("param"),
             **{k: v for k, v in error.extra.items() if k != "param"},

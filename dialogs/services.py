@@ -66,6 +66,7 @@ def message_prepare(
     max_tokens: int | None = None,
     temperature: float | None = None,
     api_key: APIKey | None = None,
+    request_id: str = "",
 ) -> Prepared:
     dialog = Dialog.objects.owned_by(user).select_related("model", "agent").filter(pk=dialog_id).first()
     if dialog is None:
@@ -90,6 +91,7 @@ def message_prepare(
         prompt_tokens=fitted.prompt_tokens,
         max_tokens=max_tokens,
         endpoint="dialogs",
+        request_id=request_id,
         temperature=temperature,
         store=lambda outcome: _reply_store(dialog, outcome),
     )

@@ -7,6 +7,7 @@ from rest_framework.filters import SearchFilter
 from accounts.credentials import authenticate_request
 from common.db import db_phase
 from common.errors import GatewayError, error_body, error_response, from_api_exception, json_object
+from common.request_ids import request_id_of
 from dialogs.models import Dialog, Message
 from dialogs.serializers import DialogSerializer, MessageSerializer, message_create_validated
 from dialogs.services import message_prepare, message_reply, message_reply_stream
@@ -61,6 +62,7 @@ def _prepare(request, dialog_id: int, data: dict):
         content=data["content"],
         max_tokens=data.get("max_tokens"),
         temperature=data.get("temperature"),
+        request_id=request_id_of(request),
     )
 
 

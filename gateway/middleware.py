@@ -4,6 +4,7 @@ from django.http import JsonResponse
 from django.middleware.security import SecurityMiddleware
 
 from common.errors import error_body
+from common.request_ids import request_id_of
 
 
 class BodySizeLimitMiddleware:
@@ -55,3 +56,30 @@ class APIHeadersMiddleware:
     async def __call__(self, request):
         response = self.security.process_request(request) or await self.get_response(request)
         return self.security.process_response(request, response)
+
+
+class RequestIdMiddleware:
+    """Give each request the gateway's id (common.request_ids) and return it in `x-request-id`,
+    on every answer, errors included. First in the chain, so nothing answers without it."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.is_async:
+            return self.__acall__(request)
+        return self._tagged(request, self.get_response(request))
+
+    async def __acall__(self, request):
+        return self._tagged(request, await self.get_response(request))
+
+    @staticmethod
+    def _tagged(request, response):
+        response["x-request-id"] = request_id_of(request)
+        return response

@@ -110,6 +110,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "gateway.middleware.RequestIdMiddleware",
     "gateway.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -121,6 +122,7 @@ MIDDLEWARE = [
 ]
 # /api/ and /v1/ under ASGI (gateway/handlers.py): native async middleware only.
 API_MIDDLEWARE = [
+    "gateway.middleware.RequestIdMiddleware",
     "gateway.middleware.BodySizeLimitMiddleware",
     "gateway.middleware.APIHeadersMiddleware",
 ]

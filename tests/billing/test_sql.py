@@ -42,8 +42,10 @@ def row_lock(table: type, pk: int) -> str:
     return f'SELECT 1 FROM "{table._meta.db_table}" WHERE id = {int(pk)} FOR NO KEY UPDATE'
 
 
-def wait_until_blocked(observer: psycopg.Connection) -> None:
+def wait_until_blocked(observer: psycopg.Connection, thread: threading.Thread, errors: list) -> None:
     for _ in range(200):
+        if not thread.is_alive():
+            raise AssertionError(f"the statement ended without waiting for the locked row: {errors}")
         waiting = observer.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
         ).fetchone()[0]
@@ -83,7 +85,7 @@ def order_of_locks(statement, rows: dict[str, str]) -> list[str]:
 
                 thread = threading.Thread(target=run)
                 thread.start()
-                wait_until_blocked(observer)
+                wait_until_blocked(observer, thread, errors)
                 taken_before = [name for name, other in rows.items() if other != lock and not is_free(observer, other)]
             thread.join(10)
             assert not errors, errors
@@ -157,6 +159,7 @@ def test_a_settlement_locks_the_day_then_the_key_then_the_quota(spender):
                 cost=Decimal("0.0001"),
                 status="ok",
                 request_id="",
+                gateway_request_id="req_test",
                 now=now,
                 day=now.date(),
             )

@@ -12,8 +12,10 @@ from tests.factories import make_dialog, make_key, make_model
 
 pytestmark = pytest.mark.django_db
 
-# Anthropic's error types, by status (its SDK picks its exception by status; the type is shown).
+# Each format's own error types, by status (the SDKs pick their exception by status); OpenAI's
+# `code` and the gateway's own `type` say exactly what.
 ANTHROPIC_TYPES = {400: "invalid_request_error", 404: "not_found_error"}
+OPENAI_TYPES = {400: "invalid_request_error", 404: "invalid_request_error"}
 
 
 @pytest.fixture
@@ -51,7 +53,7 @@ def assert_the_same(answers: dict, *, status: int, type: str) -> None:
         "anthropic": status,
     }
     assert answers["dialog"][1]["type"] == type
-    assert answers["openai"][1]["type"] == answers["openai"][1]["code"] == type
+    assert (answers["openai"][1]["type"], answers["openai"][1]["code"]) == (OPENAI_TYPES[status], type)
     assert answers["anthropic"][1]["type"] == ANTHROPIC_TYPES[status]
     assert not Reservation.objects.exists() and not UsageRecord.objects.exists()
     assert not Message.objects.exists()

@@ -222,7 +222,7 @@ def test_a_keys_own_token_limit_holds_inside_the_users_quota(alice, seeded, fake
     response = chat(client, max_tokens=80)  # 30 used + ~88 > 100
     assert response.status_code == 429
     error = response.json()["error"]
-    assert error["type"] == "quota_exceeded" and "this API key" in error["message"]
+    assert error["code"] == "quota_exceeded" and "this API key" in error["message"]
     assert error["limit"] == 100 and error["used"] == 30
     quota = Quota.objects.get(user=alice)
     assert (quota.used_tokens, quota.reserved_tokens) == (30, 0)  # the refusal left nothing held
@@ -252,7 +252,7 @@ def test_a_key_has_its_own_requests_per_minute_inside_the_users(alice, alice_cli
     assert chat(slow).status_code == 200
     refused = chat(slow)
     assert refused.status_code == 429
-    assert refused.json()["error"]["type"] == "rate_limited" and refused["Retry-After"]
+    assert refused.json()["error"]["code"] == "rate_limited" and refused["Retry-After"]
     # The user's other credentials go on; the refused request reserved nothing.
     _, other = make_key(alice, name="fast")
     assert chat(key_client(other)).status_code == 200
@@ -266,7 +266,7 @@ def test_a_key_has_its_own_tokens_per_minute(alice, seeded, fake_openai, django_
 
     with django_capture_on_commit_callbacks(execute=True):  # the reply's tokens count after COMMIT
         assert chat(client).status_code == 200  # the window now holds 210 tokens of 100
-    assert chat(client).json()["error"]["type"] == "rate_limited"
+    assert chat(client).json()["error"]["code"] == "rate_limited"
 
 
 # --- the admin console ---
