@@ -10,16 +10,12 @@ import json
 import secrets
 import time
 
-from asgiref.sync import sync_to_async
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework import exceptions
 
-from accounts.credentials import authenticate_request
 from common.db import db_phase
-from common.errors import GatewayError, from_api_exception, json_object
+from common.errors import GatewayError, json_object
 from completions.core import CallParams, call_complete, call_prepare, call_stream_open
-from llm_models.models import LLMModel
 
 # OpenAI's error `type` is a broad class, by status; its `code` says exactly what (here the
 # gateway's own type: model_not_found, context_length_exceeded, quota_exceeded, ...).
@@ -197,23 +193,3 @@ async def chat_completions(request):
             "usage": _usage(reply.usage),
         }
     )
-
-
-def _models_list(request) -> list[dict]:
-    try:
-        authenticate_request(request)
-    except exceptions.APIException as exc:
-        raise from_api_exception(exc) from exc
-    return [
-        {"id": name, "object": "model", "created": int(created.timestamp()), "owned_by": provider}
-        for name, created, provider in LLMModel.objects.enabled().values_list("name", "created_at", "provider")
-    ]
-
-
-async def models(request):
-    """GET /v1/models: the enabled models in OpenAI's list format."""
-    try:
-        data = await sync_to_async(_models_list)(request)
-    except GatewayError as error:
-        return openai_error(error)
-    return JsonResponse({"object": "list", "data": data})

@@ -118,13 +118,26 @@ def _completion_paths() -> dict:
         },
         "/v1/models": {
             "get": {
-                "operationId": "openai_models_list",
+                "operationId": "v1_models_list",
                 "tags": ["vendor-compatible"],
                 "security": SECURITY,
-                "summary": "The enabled models in OpenAI's list format",
+                "summary": "The enabled models, in OpenAI's list format (Anthropic's with an anthropic-version header)",
                 "responses": {
                     "200": {"description": "A model list", "content": _json(OBJECT)},
                     **_errors({"401": ERROR_STATUSES["401"]}),
+                },
+            }
+        },
+        "/v1/models/{id}": {
+            "get": {
+                "operationId": "v1_models_retrieve",
+                "tags": ["vendor-compatible"],
+                "security": SECURITY,
+                "summary": "One enabled model, in OpenAI's format (Anthropic's with an anthropic-version header)",
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "A model", "content": _json(OBJECT)},
+                    **_errors({"401": ERROR_STATUSES["401"], "404": "No enabled model of that name (model_not_found)"}),
                 },
             }
         },

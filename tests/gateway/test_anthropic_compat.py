@@ -8,6 +8,7 @@ import httpx2 as httpx
 import pytest
 
 from billing.models import APIKey, Quota, UsageRecord
+from llm_models.models import LLMModel
 from tests.factories import make_key, seeded_model, set_quota
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -212,3 +213,17 @@ def test_a_vendor_refusal_before_a_stream_starts_is_an_http_status(request, sdk,
         with sdk.messages.stream(model=model, max_tokens=20, messages=HELLO) as stream:
             stream.until_done()
     assert UsageRecord.objects.get().status == "error"
+
+
+def test_the_sdk_lists_and_retrieves_models_in_anthropics_format(sdk):
+    LLMModel.objects.filter(name="claude-3-opus").update(enabled=False)
+
+    listed = list(sdk.models.list())
+    model = sdk.models.retrieve("claude-3-sonnet")
+
+    assert sorted(m.id for m in listed) == ["claude-3-sonnet", "gpt-3.5-turbo", "gpt-4-turbo"]
+    assert {m.type for m in listed} == {"model"}
+    assert (model.id, model.type, model.display_name) == ("claude-3-sonnet", "model", "claude-3-sonnet")
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        sdk.models.retrieve("claude-3-opus")
+    assert caught.value.body["error"]["type"] == "not_found_error"

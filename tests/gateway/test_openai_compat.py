@@ -182,6 +182,17 @@ def test_models_lists_the_enabled_models(sdk):
     assert {m.id: m.owned_by for m in listed}["claude-3-sonnet"] == "anthropic"
 
 
+def test_a_model_is_retrieved_by_its_name_and_a_disabled_one_is_not_found(sdk):
+    LLMModel.objects.filter(name="claude-3-opus").update(enabled=False)
+
+    model = sdk.models.retrieve("gpt-4-turbo")
+
+    assert (model.id, model.object, model.owned_by) == ("gpt-4-turbo", "model", "openai")
+    with pytest.raises(openai.NotFoundError) as caught:
+        sdk.models.retrieve("claude-3-opus")
+    assert caught.value.code == "model_not_found"
+
+
 def test_an_unknown_model_is_not_found(sdk, fake_openai):
     with pytest.raises(openai.NotFoundError) as caught:
         sdk.chat.completions.create(model="gpt-17", messages=HELLO)
