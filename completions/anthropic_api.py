@@ -14,7 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from common.db import db_phase
 from common.errors import GatewayError, json_object
 from common.request_ids import request_id_of
-from completions.core import CallParams, call_complete, call_prepare, call_stream_open
+from completions.core import CallParams, call_complete, call_prepare, call_stream_open, prompt_tokens_count
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -188,3 +188,19 @@ async def _messages(request: HttpRequest) -> HttpResponseBase:
             },
         }
     )
+
+
+@csrf_exempt
+async def count_tokens(request: HttpRequest) -> HttpResponseBase:
+    """POST /v1/messages/count_tokens: the request's input tokens, counted offline; nothing is
+    held or billed."""
+    if request.method != "POST":
+        response: HttpResponseBase = anthropic_error(GatewayError("Use POST.", status=405, type="method_not_allowed"))
+    else:
+        try:
+            params, _ = parse_messages_request(request.body)
+            response = JsonResponse({"input_tokens": await db_phase(prompt_tokens_count, request, params)})
+        except GatewayError as error:
+            response = anthropic_error(error)
+    response["request-id"] = request_id_of(request)
+    return response

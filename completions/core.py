@@ -182,6 +182,17 @@ class CallParams:
     stop: list[str] | None = None
 
 
+def prompt_tokens_count(http_request: HttpRequest, params: CallParams) -> int:
+    """Sync: the prompt tokens admission would count for `params`, offline, holding nothing. For
+    Claude models that is an estimate that errs high (llm_models.providers.tokens)."""
+    try:
+        authenticate_request(http_request)
+    except exceptions.APIException as exc:
+        raise from_api_exception(exc) from exc
+    model = model_for_call(params.model)
+    return count_messages(model.provider, model.provider_model, params.messages)
+
+
 def call_prepare(http_request: HttpRequest, params: CallParams, *, endpoint: str) -> Call:
     """Sync (run it with db_phase): who is calling, which model, admission. Raises GatewayError."""
     try:

@@ -7,4 +7,5 @@ urlpatterns = [
     path("models", models_api.models, name="models"),
     path("models/<str:name>", models_api.model, name="model"),
     path("messages", anthropic_api.messages, name="anthropic-messages"),
+    path("messages/count_tokens", anthropic_api.count_tokens, name="anthropic-count-tokens"),
 ]

@@ -141,6 +141,19 @@ def _completion_paths() -> dict:
                 },
             }
         },
+        "/v1/messages/count_tokens": {
+            "post": {
+                "operationId": "anthropic_messages_count_tokens",
+                "tags": ["vendor-compatible"],
+                "security": SECURITY,
+                "summary": "Anthropic-compatible token count of a Messages request, offline (nothing held or billed)",
+                "requestBody": {"required": True, "content": _json(OBJECT)},
+                "responses": {
+                    "200": {"description": "{input_tokens}", "content": _json(OBJECT)},
+                    **_errors({**ERROR_STATUSES, "404": COMPLETION_ERRORS["404"]}),
+                },
+            }
+        },
         "/v1/messages": {
             "post": {
                 "operationId": "anthropic_messages",

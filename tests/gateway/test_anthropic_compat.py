@@ -9,6 +9,7 @@ import pytest
 
 from billing.models import APIKey, Quota, UsageRecord
 from llm_models.models import LLMModel
+from llm_models.providers.tokens import count_messages
 from tests.factories import make_key, seeded_model, set_quota
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -227,3 +228,26 @@ def test_the_sdk_lists_and_retrieves_models_in_anthropics_format(sdk):
     with pytest.raises(anthropic.NotFoundError) as caught:
         sdk.models.retrieve("claude-3-opus")
     assert caught.value.body["error"]["type"] == "not_found_error"
+
+
+@pytest.mark.parametrize("model", ["claude-3-sonnet", "gpt-3.5-turbo"])
+def test_the_sdk_counts_tokens_offline_as_admission_would(sdk, model, fake_anthropic, fake_openai):
+    counted = sdk.messages.count_tokens(model=model, system="Be brief.", messages=HELLO)
+
+    catalog_model = seeded_model(model)
+    expected = count_messages(
+        catalog_model.provider,
+        catalog_model.provider_model,
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello"}],
+    )
+    assert counted.input_tokens == expected > 0
+    assert fake_anthropic.requests == [] and fake_openai.requests == []
+    assert not UsageRecord.objects.exists()
+
+
+def test_counting_tokens_needs_a_key_and_an_enabled_model(live, sdk):
+    with pytest.raises(anthropic.NotFoundError):
+        sdk.messages.count_tokens(model="gpt-17", messages=HELLO)
+    stranger = anthropic.Anthropic(base_url=live, api_key="sk-gw-not-a-key", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError):
+        stranger.messages.count_tokens(model="claude-3-sonnet", messages=HELLO)
