@@ -36,6 +36,9 @@ class QuotaExceeded(GatewayError):
 
 # A refusal read back a moment later may be gone: the hold is tried again, this many times in all.
 _HOLD_ATTEMPTS = 3
+# A request that set no max_tokens is let through with a shorter reply when the limits have
+# room for the prompt and at least this many reply tokens (fewer is no answer worth paying for).
+MIN_REPLY_TOKENS = 16
 
 
 @dataclass
@@ -54,14 +57,43 @@ class Admission:
 
 
 def completion_admit(
-    *, user: User, model: LLMModel, prompt_tokens: int, max_tokens: int, api_key: APIKey | None = None
+    *,
+    user: User,
+    model: LLMModel,
+    prompt_tokens: int,
+    max_tokens: int,
+    api_key: APIKey | None = None,
+    shrinkable: bool = False,
 ) -> Admission:
     """The worst-case reservation (prompt + max_tokens) on the key and the user's quota, then the
     rate limits (the key's, the user's) read by the same statement. Raises 401, 403, RateLimited
     or QuotaExceeded; a refused request holds nothing. Call it outside a transaction (on
-    PostgreSQL the hold commits on its own, so the rows it locks are free at once)."""
-    tokens, cost = prompt_tokens + max_tokens, model.cost(prompt_tokens, max_tokens)
-    reservation, key_limits, user_limits = _hold(user=user, api_key=api_key, model=model, tokens=tokens, cost=cost)
+    PostgreSQL the hold commits on its own, so the rows it locks are free at once).
+
+    `shrinkable`: the client set no max_tokens, so where the limits have no room for the whole
+    `max_tokens` but do for the prompt and a shorter reply (MIN_REPLY_TOKENS at least), the
+    reply's allowance shrinks to fit (Admission.max_tokens) instead of the request being refused.
+    """
+    try:
+        reservation, key_limits, user_limits = _hold(
+            user=user,
+            api_key=api_key,
+            model=model,
+            tokens=prompt_tokens + max_tokens,
+            cost=model.cost(prompt_tokens, max_tokens),
+        )
+    except QuotaExceeded:
+        room = _reply_room(user=user, api_key=api_key, model=model, prompt_tokens=prompt_tokens) if shrinkable else 0
+        if not MIN_REPLY_TOKENS <= room < max_tokens:
+            raise
+        max_tokens = room
+        reservation, key_limits, user_limits = _hold(
+            user=user,
+            api_key=api_key,
+            model=model,
+            tokens=prompt_tokens + max_tokens,
+            cost=model.cost(prompt_tokens, max_tokens),
+        )
     try:
         if api_key is not None:
             rate_limit_check(
@@ -89,6 +121,24 @@ def completion_admit(
         key_tokens_per_minute=key_limits[1] if api_key is not None else None,
         user_tokens_per_minute=user_limits[1],
     )
+
+
+def _reply_room(*, user: User, api_key: APIKey | None, model: LLMModel, prompt_tokens: int) -> int:
+    """How many reply tokens the user's quota and the key still have room for after the prompt
+    (read now: the room may be gone by the hold, which re-checks it)."""
+    quota = quota_get(user=user)
+    holders: list[Quota | APIKey] = [] if quota.unlimited else [quota]
+    if api_key is not None:
+        key = APIKey.objects.filter(pk=api_key.pk).first()
+        holders += [key] if key is not None else []
+    room = model.max_output_tokens
+    for holder in holders:
+        if holder.token_limit is not None:
+            room = min(room, holder.token_limit - holder.used_tokens - holder.reserved_tokens - prompt_tokens)
+        if holder.usd_limit is not None and model.output_price_per_1k > 0:
+            money = holder.usd_limit - holder.used_usd - holder.reserved_usd - model.cost(prompt_tokens, 0)
+            room = min(room, int(money * 1000 / model.output_price_per_1k))
+    return room
 
 
 def quota_reserve(

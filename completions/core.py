@@ -33,7 +33,7 @@ from common.db import db_phase
 from common.errors import GatewayError, from_api_exception
 from common.request_ids import request_id_of
 from llm_models import catalog
-from llm_models.models import LLMModel
+from llm_models.models import LLMModel, ProviderKind
 from llm_models.providers.base import (
     Chunk,
     CompletionRequest,
@@ -74,23 +74,29 @@ def model_enabled(model: LLMModel) -> LLMModel:
     return model
 
 
-def max_tokens_for(model: LLMModel, requested: int | None) -> int:
-    """The reply's allowance: what the client asked for (at most the model's output limit), else
-    that limit."""
+def max_tokens_checked(model: LLMModel, requested: int | None) -> int | None:
+    """The client's max_tokens, if it set one, within the model's output limit (else a 400)."""
     if requested is not None and requested > model.max_output_tokens:
         raise GatewayError(
             f"max_tokens is at most {model.max_output_tokens} for {model.name}.",
             type="invalid_request",
             param="max_tokens",
         )
-    return requested or model.max_output_tokens
+    return requested
+
+
+def reply_room(model: LLMModel, *, prompt_tokens: int) -> int:
+    """The longest reply the model can give after this prompt: its output limit, or what its
+    context window leaves, whichever is less."""
+    return min(model.max_output_tokens, model.context_window - prompt_tokens)
 
 
 def context_too_long(model: LLMModel, *, prompt_tokens: int, max_tokens: int) -> ContextTooLong:
     available = model.context_window - max_tokens
+    kept = f" and {max_tokens} are kept for the reply ({available} left for the messages)" if max_tokens else ""
     return ContextTooLong(
         f"This model's maximum context length is {model.context_window} tokens; the messages need "
-        f"{prompt_tokens} and {max_tokens} are kept for the reply ({available} left for the messages).",
+        f"{prompt_tokens}{kept}.",
         param="messages",
         prompt_tokens=prompt_tokens,
         context_window=model.context_window,
@@ -149,8 +155,9 @@ def call_admit(
     model: LLMModel,
     messages: list[dict],
     prompt_tokens: int,
-    max_tokens: int,
+    max_tokens: int | None,
     endpoint: str,
+    max_tokens_param: str | None = None,
     request_id: str = "",
     temperature: float | None = None,
     top_p: float | None = None,
@@ -158,14 +165,44 @@ def call_admit(
     store: Store | None = None,
 ) -> Call:
     """Hold the worst case and check the rate limits (billing.admission), or raise why not. Sync:
-    run it in a db_phase, outside a transaction."""
-    if prompt_tokens + max_tokens > model.context_window:
-        raise context_too_long(model, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
+    run it in a db_phase, outside a transaction.
+
+    `max_tokens` is the client's (checked by max_tokens_checked), None if it set none: the reply
+    may then be as long as the model allows after the prompt (reply_room), and that is what is
+    held, unless the limits only have room for a shorter one, which is held instead (a prompt
+    that fits is not refused for want of a number the client never gave). The vendor is sent the
+    client's max_tokens under the client's name for it (`max_tokens_param`); without one, only a
+    shortened allowance (OpenAI-style vendors: the model's own limit is then the reservation;
+    Anthropic's API always takes max_tokens, so it gets the allowance).
+    """
+    room = reply_room(model, prompt_tokens=prompt_tokens)
+    allowance = room if max_tokens is None else max_tokens
+    if allowance < 1 or prompt_tokens + allowance > model.context_window:
+        raise context_too_long(model, prompt_tokens=prompt_tokens, max_tokens=max_tokens or 0)
     admission = completion_admit(
-        user=user, api_key=api_key, model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens
+        user=user,
+        api_key=api_key,
+        model=model,
+        prompt_tokens=prompt_tokens,
+        max_tokens=allowance,
+        shrinkable=max_tokens is None,
     )
+    if max_tokens is not None:
+        max_tokens_param = max_tokens_param or "max_tokens"
+    elif admission.max_tokens < room:
+        # OpenAI's current name for it (its reasoning models refuse max_tokens); servers that only
+        # mimic OpenAI know the older one.
+        max_tokens_param = "max_completion_tokens" if model.provider == ProviderKind.OPENAI else "max_tokens"
+    else:
+        max_tokens_param = None
     request = build_request(
-        model, messages=messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop
+        model,
+        messages=messages,
+        max_tokens=admission.max_tokens,
+        max_tokens_param=max_tokens_param,
+        temperature=temperature,
+        top_p=top_p,
+        stop=stop,
     )
     return Call(admission, request, endpoint, request_id=request_id, store=store)
 
@@ -176,7 +213,8 @@ class CallParams:
 
     model: str
     messages: list[dict]  # OpenAI-style: role + text content, system first
-    max_tokens: int | None = None
+    max_tokens: int | None = None  # None: the client set none
+    max_tokens_param: str | None = None  # the client's name for it (OpenAI: or max_completion_tokens)
     temperature: float | None = None
     top_p: float | None = None
     stop: list[str] | None = None
@@ -200,14 +238,14 @@ def call_prepare(http_request: HttpRequest, params: CallParams, *, endpoint: str
     except exceptions.APIException as exc:
         raise from_api_exception(exc) from exc
     model = model_for_call(params.model)
-    max_tokens = max_tokens_for(model, params.max_tokens)
     return call_admit(
         user=user,
         api_key=api_key,
         model=model,
         messages=params.messages,
         prompt_tokens=count_messages(model.provider, model.provider_model, params.messages),
-        max_tokens=max_tokens,
+        max_tokens=max_tokens_checked(model, params.max_tokens),
+        max_tokens_param=params.max_tokens_param,
         endpoint=endpoint,
         request_id=request_id_of(http_request),
         temperature=params.temperature,

@@ -95,9 +95,13 @@ def parse_chat_request(raw: bytes) -> tuple[CallParams, bool, bool]:
                 param="messages",
             )
         messages.append({"role": role, "content": _text(message.get("content"))})
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    # Sent on under the client's own name for it: OpenAI's reasoning models take only the newer one.
+    max_tokens_param = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = body.get(max_tokens_param)
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
-        raise GatewayError("'max_tokens' must be a positive integer.", type="invalid_request", param="max_tokens")
+        raise GatewayError(
+            f"'{max_tokens_param}' must be a positive integer.", type="invalid_request", param=max_tokens_param
+        )
     stop = body.get("stop")
     if isinstance(stop, str):
         stop = [stop]
@@ -107,6 +111,7 @@ def parse_chat_request(raw: bytes) -> tuple[CallParams, bool, bool]:
         model=model,
         messages=messages,
         max_tokens=max_tokens,
+        max_tokens_param=max_tokens_param,
         stop=stop or None,
         temperature=_number(body, "temperature", 0, 2),
         top_p=_number(body, "top_p", 0, 1),

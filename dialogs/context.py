@@ -18,21 +18,25 @@ class FittedPrompt:
 
 
 def fit_to_context(
-    *, model: LLMModel, system_prompt: str, history: list[dict], new_message: dict, max_tokens: int
+    *, model: LLMModel, system_prompt: str, history: list[dict], new_message: dict, max_tokens: int | None
 ) -> FittedPrompt:
-    """Drop the oldest turns until the prompt fits `context_window - max_tokens`.
+    """Drop the oldest turns until the prompt leaves room for the reply: `max_tokens`, or when
+    none is set the model's whole output limit (a dialog keeps room for a full answer).
 
-    The system prompt is never dropped; a new message that cannot fit even alone is refused.
+    The system prompt is never dropped. A new message that leaves less room than that is sent
+    alone if no max_tokens was set (the reply gets what the window leaves), else refused.
     """
-    budget = model.context_window - max_tokens
+    budget = model.context_window - (max_tokens or model.max_output_tokens)
 
     def cost(message: dict) -> int:
         return count_messages(model.provider, model.provider_model, [message]) - _REPLY_PRIMING
 
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     fixed = _REPLY_PRIMING + sum(cost(m) for m in system) + cost(new_message)
-    if fixed > budget:  # the new message cannot fit even alone
-        raise context_too_long(model, prompt_tokens=fixed, max_tokens=max_tokens)
+    if fixed > budget:  # the new message leaves less room than wanted even alone
+        if max_tokens is not None or fixed >= model.context_window:
+            raise context_too_long(model, prompt_tokens=fixed, max_tokens=max_tokens or 0)
+        budget = fixed
     kept: list[dict] = []
     used = fixed
     for message in reversed(history):

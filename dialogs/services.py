@@ -26,7 +26,7 @@ from completions.core import (
     call_admit,
     call_complete,
     call_stream,
-    max_tokens_for,
+    max_tokens_checked,
     model_enabled,
 )
 from dialogs.context import fit_to_context
@@ -72,7 +72,7 @@ def message_prepare(
     if dialog is None:
         raise GatewayError("No such dialog.", status=404, type="not_found")
     model, agent = model_enabled(dialog.model), dialog.agent
-    max_tokens = max_tokens_for(model, max_tokens if max_tokens is not None else agent and agent.max_tokens)
+    max_tokens = max_tokens_checked(model, max_tokens if max_tokens is not None else agent and agent.max_tokens or None)
     if temperature is None and agent is not None:
         temperature = agent.temperature
     fitted = fit_to_context(

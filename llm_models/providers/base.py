@@ -197,7 +197,12 @@ class CompletionRequest:
 
     provider_model: str
     messages: list[dict]
+    # The most the reply may use: what the gateway reserved for it. Anthropic's API always takes
+    # it; an OpenAI-style vendor is sent it under `max_tokens_param` (the client's own name for
+    # it, max_tokens or max_completion_tokens, or the gateway's when it must cap the reply), and
+    # not at all when that is None: the model's own limit is then within the reservation.
     max_tokens: int
+    max_tokens_param: str | None = "max_tokens"
     temperature: float | None = None
     top_p: float | None = None
     stop: list[str] | None = None

@@ -89,11 +89,9 @@ class OpenAIProvider(SDKProvider[openai.AsyncOpenAI]):
             yield Chunk(usage=usage, finish_reason=finish_reason, request_id=request_id)
 
     def _params(self, request: CompletionRequest) -> dict:
-        params: dict = {
-            "model": request.provider_model,
-            "messages": request.messages,
-            "max_tokens": request.max_tokens,
-        }
+        params: dict = {"model": request.provider_model, "messages": request.messages}
+        if request.max_tokens_param:
+            params[request.max_tokens_param] = request.max_tokens
         for name in ("temperature", "top_p", "stop"):
             if (value := getattr(request, name)) is not None:
                 params[name] = value

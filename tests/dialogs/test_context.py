@@ -41,8 +41,31 @@ def test_a_message_too_long_for_the_window_is_a_400_before_any_vendor_call(alice
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["type"] == "context_length_exceeded"
-    assert error["context_window"] == 100 and error["available_tokens"] == 60
+    assert error["context_window"] == 100 and error["available_tokens"] == 100  # no max_tokens: nothing kept
     assert error["prompt_tokens"] > 60
     assert not fake_openai.requests
     assert not Message.objects.exists()
     assert not UsageRecord.objects.exists()
+
+
+def test_a_long_message_without_max_tokens_is_sent_alone_with_the_room_the_window_leaves(
+    alice, alice_client, tiny, fake_openai
+):
+    dialog = make_dialog(alice, model=tiny)
+    Message.objects.create(dialog=dialog, role="user", content="an older question")
+    Message.objects.create(dialog=dialog, role="assistant", content="an older answer")
+
+    response = send(alice_client, dialog, "word " * 70)  # ~75 prompt tokens: more than 100 - 40
+
+    assert response.status_code == 201
+    sent = fake_openai.last.json
+    assert [m["content"] for m in sent["messages"]] == ["word " * 70]  # the history made way
+    # The window itself stops the reply at what it leaves, which is what was held: nothing to send.
+    assert "max_tokens" not in sent and "max_completion_tokens" not in sent
+
+
+def test_a_long_message_with_max_tokens_that_leaves_no_room_for_them_is_refused(alice, alice_client, tiny, fake_openai):
+    dialog = make_dialog(alice, model=tiny)
+    response = send(alice_client, dialog, "word " * 70, max_tokens=40)
+    assert response.status_code == 400 and response.json()["error"]["type"] == "context_length_exceeded"
+    assert not fake_openai.requests
