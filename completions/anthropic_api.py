@@ -29,7 +29,14 @@ ERROR_TYPES = {
     503: "overloaded_error",
     504: "api_error",
 }
-STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
+
+
+def _stop_reason(finish_reason: str | None, stop_sequence: str | None) -> str:
+    """Anthropic's stop_reason for the neutral finish reason (a stop sequence is told apart)."""
+    if stop_sequence is not None:
+        return "stop_sequence"
+    return STOP_REASONS.get(finish_reason or "", "end_turn")
 
 
 def anthropic_error_body(error: GatewayError) -> dict:
@@ -43,16 +50,17 @@ def anthropic_error(error: GatewayError) -> JsonResponse:
     return response
 
 
-def _text(content, where: str) -> str:
+def _texts(content, where: str) -> list[str]:
+    """The text of each block of `content` (a string is one block)."""
     if isinstance(content, str):
-        return content
+        return [content]
     if isinstance(content, list):
         texts = []
         for block in content:
             if not isinstance(block, dict) or block.get("type") != "text":
                 raise GatewayError(f"Only text content blocks are supported in {where}.", type="invalid_request")
             texts.append(str(block.get("text", "")))
-        return "".join(texts)
+        return texts
     raise GatewayError(f"{where} must be a string or a list of text blocks.", type="invalid_request")
 
 
@@ -66,11 +74,13 @@ def parse_messages_request(raw: bytes) -> tuple[CallParams, bool]:
         raise GatewayError("messages: must be a non-empty list", type="invalid_request")
     messages = []
     if body.get("system"):
-        messages.append({"role": "system", "content": _text(body["system"], "system")})
+        # One system message per block: blocks stay apart (an OpenAI vendor gets each as its own
+        # system message; Anthropic gets them back separated).
+        messages += [{"role": "system", "content": text} for text in _texts(body["system"], "system")]
     for message in raw_messages:
         if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
             raise GatewayError("messages: each role must be 'user' or 'assistant'", type="invalid_request")
-        messages.append({"role": message["role"], "content": _text(message.get("content"), "messages")})
+        messages.append({"role": message["role"], "content": "".join(_texts(message.get("content"), "messages"))})
     max_tokens = body.get("max_tokens")
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
         raise GatewayError("max_tokens: must be a positive integer", type="invalid_request")
@@ -140,8 +150,8 @@ async def _sse(call, items):
                 {
                     "type": "message_delta",
                     "delta": {
-                        "stop_reason": STOP_REASONS.get(item.finish_reason or "", "end_turn"),
-                        "stop_sequence": None,
+                        "stop_reason": _stop_reason(item.finish_reason, item.stop_sequence),
+                        "stop_sequence": item.stop_sequence,
                     },
                     "usage": {"input_tokens": item.usage.prompt_tokens, "output_tokens": item.usage.completion_tokens},
                 },
@@ -170,7 +180,7 @@ async def _messages(request: HttpRequest) -> HttpResponseBase:
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"
             return response
-        reply, finish_reason = await call_complete(call)
+        reply = await call_complete(call)
     except GatewayError as error:
         return anthropic_error(error)
     return JsonResponse(
@@ -180,8 +190,8 @@ async def _messages(request: HttpRequest) -> HttpResponseBase:
             "role": "assistant",
             "model": call.model.name,
             "content": [{"type": "text", "text": reply.text}],
-            "stop_reason": STOP_REASONS.get(finish_reason or "", "end_turn"),
-            "stop_sequence": None,
+            "stop_reason": _stop_reason(reply.finish_reason, reply.stop_sequence),
+            "stop_sequence": reply.stop_sequence,
             "usage": {
                 "input_tokens": reply.usage.prompt_tokens,
                 "output_tokens": reply.usage.completion_tokens,

@@ -127,6 +127,8 @@ class Outcome:
     request_id: str
     latency_ms: int
     error: ProviderError | None = None
+    finish_reason: FinishReason | str | None = None  # of a reply that ended normally
+    stop_sequence: str | None = None  # the one that ended it, where the vendor says
 
 
 # Stores what a call produced, inside the settlement's transaction; returns the usage record's
@@ -296,9 +298,9 @@ def _outcome(
     )
 
 
-async def call_complete(call: Call) -> tuple[Outcome, str | None]:
-    """The whole reply, stored and billed, and its finish reason; or the GatewayError of the
-    vendor's failure (what the call produced, nothing, is stored and billed all the same)."""
+async def call_complete(call: Call) -> Outcome:
+    """The whole reply, stored and billed; or the GatewayError of the vendor's failure (what the
+    call produced, nothing, is stored and billed all the same)."""
     started = time.monotonic()
     try:
         completion = await complete_with_retries(get_provider(call.model), call.request)
@@ -318,8 +320,10 @@ async def call_complete(call: Call) -> tuple[Outcome, str | None]:
         usage=completion.usage,
         request_id=completion.request_id,
     )
+    outcome.finish_reason = completion.finish_reason or FinishReason.STOP
+    outcome.stop_sequence = completion.stop_sequence
     await db_phase(_settle, call, outcome)
-    return outcome, completion.finish_reason or FinishReason.STOP
+    return outcome
 
 
 async def call_stream(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
@@ -328,12 +332,13 @@ async def call_stream(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
     included."""
     started = time.monotonic()
     parts: list[str] = []
-    usage, request_id, finish_reason = None, "", None
+    usage, request_id, finish_reason, stop_sequence = None, "", None, None
     try:
         async for chunk in stream_with_retries(get_provider(call.model), call.request):
             request_id = chunk.request_id or request_id
             usage = chunk.usage or usage
             finish_reason = chunk.finish_reason or finish_reason
+            stop_sequence = chunk.stop_sequence or stop_sequence
             if chunk.text:
                 parts.append(chunk.text)
                 yield Chunk(text=chunk.text, request_id=request_id)
@@ -360,8 +365,14 @@ async def call_stream(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
     outcome = _outcome(
         call, status=UsageStatus.OK, started=started, text="".join(parts), usage=usage, request_id=request_id
     )
+    outcome.finish_reason, outcome.stop_sequence = finish_reason or FinishReason.STOP, stop_sequence
     await db_phase(_settle, call, outcome)
-    yield Chunk(usage=outcome.usage, request_id=request_id, finish_reason=finish_reason or FinishReason.STOP)
+    yield Chunk(
+        usage=outcome.usage,
+        request_id=request_id,
+        finish_reason=outcome.finish_reason,
+        stop_sequence=stop_sequence,
+    )
 
 
 async def call_stream_open(call: Call) -> AsyncGenerator[Chunk | GatewayError]:

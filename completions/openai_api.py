@@ -178,7 +178,7 @@ async def chat_completions(request):
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"
             return response
-        reply, finish_reason = await call_complete(call)
+        reply = await call_complete(call)
     except GatewayError as error:
         return openai_error(error)
     return JsonResponse(
@@ -192,7 +192,7 @@ async def chat_completions(request):
                     "index": 0,
                     "message": {"role": "assistant", "content": reply.text, "refusal": None},
                     "logprobs": None,
-                    "finish_reason": finish_reason,
+                    "finish_reason": reply.finish_reason,
                 }
             ],
             "usage": _usage(reply.usage),

@@ -51,6 +51,8 @@ def to_anthropic(messages: list[dict]) -> tuple[str, list[dict]]:
         if role == "system":
             system.append(content)
             continue
+        if not content:
+            continue  # Claude refuses an empty turn (an OpenAI history may hold one)
         role = "assistant" if role == "assistant" else "user"
         if turns and turns[-1]["role"] == role:  # the API requires strict alternation
             turns[-1]["content"] += "\n\n" + content
@@ -86,6 +88,7 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
             usage=Usage(usage.input_tokens, usage.output_tokens) if usage else None,
             request_id=message._request_id or "",
             finish_reason=FINISH_REASONS.get(message.stop_reason or ""),
+            stop_sequence=message.stop_sequence if message.stop_reason == "stop_sequence" else None,
         )
 
     async def send_stream(
@@ -96,7 +99,7 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
         # and the gateway only needs the text deltas and the two usage numbers.
         async with client.messages.with_streaming_response.create(**params) as response:
             request_id = response.headers.get(self.request_id_header, "")
-            input_tokens = output_tokens = finish_reason = None
+            input_tokens = output_tokens = finish_reason = stop_sequence = None
             done = False
             async for line in response.iter_lines():
                 if not line.startswith("data:"):
@@ -115,8 +118,11 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
                     usage = event.get("usage") or {}
                     input_tokens = usage.get("input_tokens") or input_tokens
                     output_tokens = usage.get("output_tokens", output_tokens)
-                    reason = (event.get("delta") or {}).get("stop_reason")
+                    delta = event.get("delta") or {}
+                    reason = delta.get("stop_reason")
                     finish_reason = FINISH_REASONS.get(reason or "") or finish_reason
+                    if reason == "stop_sequence":
+                        stop_sequence = delta.get("stop_sequence")
                 elif kind == "message_stop":
                     done = True
             if not done:
@@ -127,11 +133,7 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
             usage = None
             if input_tokens is not None and output_tokens is not None:
                 usage = Usage(input_tokens, output_tokens)
-            yield Chunk(
-                usage=usage,
-                finish_reason=finish_reason,
-                request_id=request_id,
-            )
+            yield Chunk(usage=usage, finish_reason=finish_reason, stop_sequence=stop_sequence, request_id=request_id)
 
     def _params(self, request: CompletionRequest) -> dict:
         system, turns = to_anthropic(request.messages)

@@ -57,6 +57,9 @@ class Completion:
     request_id: str = ""
     # A FinishReason (a Chunk's too); an OpenAI-compatible server's own word passes through as a str.
     finish_reason: FinishReason | str | None = None
+    # Which of the request's stop sequences ended the reply, where the vendor says (Anthropic does;
+    # OpenAI only says "stop").
+    stop_sequence: str | None = None
 
 
 @dataclass
@@ -65,6 +68,7 @@ class Chunk:
     usage: Usage | None = None
     request_id: str = ""
     finish_reason: FinishReason | str | None = None
+    stop_sequence: str | None = None  # on the last chunk, as Completion.stop_sequence
 
 
 class ErrorKind(enum.StrEnum):

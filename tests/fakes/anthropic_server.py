@@ -61,9 +61,13 @@ class FakeAnthropic(FakeVendor):
 
         pieces = reply.pieces()
         stop_reason = reply.finish_reason or "end_turn"
+        # Generation stops before the first stop sequence the text reaches, which is not sent.
+        pieces, stop_sequence = cut_at_stop_sequence(pieces, body.get("stop_sequences") or [])
+        if stop_sequence is not None:
+            stop_reason = "stop_sequence"
         limit = body.get("max_tokens")
         if limit and len(pieces) > limit:
-            pieces, stop_reason = pieces[:limit], reply.finish_reason or "max_tokens"
+            pieces, stop_reason, stop_sequence = pieces[:limit], reply.finish_reason or "max_tokens", None
         if reply.usage is None:
             usage = None
         elif reply.usage == AUTO:
@@ -72,7 +76,7 @@ class FakeAnthropic(FakeVendor):
             usage = tuple(reply.usage)  # type: ignore[arg-type]
         message_id = f"msg_{exchange.request_id}"
         if body.get("stream"):
-            await stream(exchange, message_id, model, pieces, stop_reason, usage)
+            await stream(exchange, message_id, model, pieces, stop_reason, usage, stop_sequence)
             return
         data = {
             "id": message_id,
@@ -81,11 +85,29 @@ class FakeAnthropic(FakeVendor):
             "model": model,
             "content": [{"type": "text", "text": "".join(pieces)}],
             "stop_reason": stop_reason,
-            "stop_sequence": None,
+            "stop_sequence": stop_sequence,
         }
         if usage is not None:
             data["usage"] = {"input_tokens": usage[0], "output_tokens": usage[1]}
         await exchange.json(200, data)
+
+
+def cut_at_stop_sequence(pieces: list[str], stop_sequences: list[str]) -> tuple[list[str], str | None]:
+    """The pieces up to the first stop sequence in their text, and that sequence (None: none met)."""
+    text = "".join(pieces)
+    found = [(text.find(sequence), sequence) for sequence in stop_sequences if sequence and sequence in text]
+    if not found:
+        return pieces, None
+    position, sequence = min(found)
+    kept, length = [], 0
+    for piece in pieces:
+        if length + len(piece) > position:
+            if position > length:
+                kept.append(piece[: position - length])
+            break
+        kept.append(piece)
+        length += len(piece)
+    return kept, sequence
 
 
 def error_body(exchange: Exchange, kind: str, message: str) -> dict:
@@ -97,7 +119,13 @@ def event(name: str, data: dict) -> bytes:
 
 
 async def stream(
-    exchange: Exchange, message_id: str, model: str, pieces: list[str], stop_reason: str, usage: tuple | None
+    exchange: Exchange,
+    message_id: str,
+    model: str,
+    pieces: list[str],
+    stop_reason: str,
+    usage: tuple | None,
+    stop_sequence: str | None = None,
 ) -> None:
     message: dict = {
         "id": message_id,
@@ -133,7 +161,10 @@ async def stream(
             return
     if cut_after is not None:
         return
-    message_delta: dict = {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None}}
+    message_delta: dict = {
+        "type": "message_delta",
+        "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
+    }
     if usage is not None:
         message_delta["usage"] = {"output_tokens": usage[1]}
     closing = (

@@ -251,3 +251,39 @@ def test_counting_tokens_needs_a_key_and_an_enabled_model(live, sdk):
     stranger = anthropic.Anthropic(base_url=live, api_key="sk-gw-not-a-key", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError):
         stranger.messages.count_tokens(model="claude-3-sonnet", messages=HELLO)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_reply_ended_by_a_stop_sequence_says_which(sdk, fake_anthropic, stream):
+    fake_anthropic.configure(text="one two END three four")
+    if stream:
+        with sdk.messages.stream(
+            model="claude-3-sonnet", max_tokens=50, messages=HELLO, stop_sequences=["NEVER", "END"]
+        ) as events:
+            message = events.get_final_message()
+    else:
+        message = sdk.messages.create(
+            model="claude-3-sonnet", max_tokens=50, messages=HELLO, stop_sequences=["NEVER", "END"]
+        )
+
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "END")
+    assert message.content[0].text == "one two "
+    assert fake_anthropic.last.json["stop_sequences"] == ["NEVER", "END"]
+
+
+def test_a_reply_that_ends_on_its_own_has_no_stop_sequence(sdk, fake_anthropic):
+    message = sdk.messages.create(model="claude-3-sonnet", max_tokens=50, messages=HELLO, stop_sequences=["NEVER"])
+    assert (message.stop_reason, message.stop_sequence) == ("end_turn", None)
+
+
+def test_system_blocks_stay_apart(sdk, fake_anthropic, fake_openai):
+    system = [{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Answer in French."}]
+
+    sdk.messages.create(model="claude-3-sonnet", max_tokens=20, system=system, messages=HELLO)
+    sdk.messages.create(model="gpt-3.5-turbo", max_tokens=20, system=system, messages=HELLO)
+
+    assert fake_anthropic.last.json["system"] == "Be brief.\n\nAnswer in French."
+    assert fake_openai.last.json["messages"][:2] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "system", "content": "Answer in French."},
+    ]

@@ -228,6 +228,17 @@ def test_to_anthropic_without_system_sends_no_system():
     assert system == "" and turns == [{"role": "user", "content": "Hi"}]
 
 
+def test_to_anthropic_leaves_out_empty_turns_which_claude_refuses():
+    system, turns = to_anthropic(
+        [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": ""},
+            {"role": "user", "content": "Still there?"},
+        ]
+    )
+    assert turns == [{"role": "user", "content": "Hi\n\nStill there?"}]
+
+
 def test_anthropic_maps_max_tokens_to_length(fake_anthropic):
     fake_anthropic.configure(chunks=["a"] * 10)
     chunks, _ = run(collect(AnthropicProvider().stream(claude(max_tokens=2))))
