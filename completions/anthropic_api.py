@@ -15,6 +15,7 @@ from common.db import db_phase
 from common.errors import GatewayError, json_object
 from common.request_ids import request_id_of
 from completions.core import CallParams, call_complete, call_prepare, call_stream_open, prompt_tokens_count
+from llm_models.models import ProviderKind
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -64,6 +65,20 @@ def _texts(content, where: str) -> list[str]:
     raise GatewayError(f"{where} must be a string or a list of text blocks.", type="invalid_request")
 
 
+# The request fields this endpoint reads; any other is refused with a 400 naming it.
+INTERPRETED = {
+    "model",
+    "messages",
+    "system",
+    "max_tokens",
+    "stop_sequences",
+    "temperature",
+    "top_p",
+    "stream",
+    "metadata",
+}
+
+
 def parse_messages_request(raw: bytes) -> tuple[CallParams, bool]:
     body = json_object(raw)
     model = body.get("model")
@@ -93,6 +108,15 @@ def parse_messages_request(raw: bytes) -> tuple[CallParams, bool]:
             isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high
         ):
             raise GatewayError(f"{name}: must be a number from 0 to {high}", type="invalid_request")
+    unsupported = sorted(set(body) - INTERPRETED)
+    if unsupported:
+        # Not dropped: a client that sends tools or thinking would otherwise get a plain answer
+        # and break without an error.
+        raise GatewayError(
+            f"Not supported on this endpoint yet: {', '.join(unsupported)}.",
+            type="invalid_request",
+            param=unsupported[0],
+        )
     params = CallParams(
         model=model,
         messages=messages,
@@ -100,6 +124,10 @@ def parse_messages_request(raw: bytes) -> tuple[CallParams, bool]:
         stop=stop or None,
         temperature=body.get("temperature"),
         top_p=body.get("top_p"),
+        wire=ProviderKind.ANTHROPIC,
+        # For Anthropic itself; it serves Anthropic's abuse detection only, so an OpenAI-style
+        # vendor is not sent it.
+        forwarded={"metadata": body["metadata"]} if body.get("metadata") else {},
     )
     return params, bool(body.get("stream"))
 

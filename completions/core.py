@@ -44,7 +44,7 @@ from llm_models.providers.base import (
     stream_with_retries,
 )
 from llm_models.providers.registry import build_request, get_provider
-from llm_models.providers.tokens import count_messages
+from llm_models.providers.tokens import count_definitions, count_messages
 
 # --- the errors every caller gives for the same problem ----------------------------------------
 
@@ -129,6 +129,7 @@ class Outcome:
     error: ProviderError | None = None
     finish_reason: FinishReason | str | None = None  # of a reply that ended normally
     stop_sequence: str | None = None  # the one that ended it, where the vendor says
+    raw: dict | None = None  # the vendor's own answer (Completion.raw)
 
 
 # Stores what a call produced, inside the settlement's transaction; returns the usage record's
@@ -144,6 +145,8 @@ class Call:
     request_id: str = ""  # the gateway's (x-request-id)
     store: Store | None = None
     stored: dict[str, Any] = field(default_factory=dict)  # what `store` returned, once settled
+    # The vendor's own answer is relayed (Completion.raw, Chunk.raw): the client speaks its format.
+    relays: bool = False
 
     @property
     def model(self) -> LLMModel:
@@ -164,6 +167,8 @@ def call_admit(
     temperature: float | None = None,
     top_p: float | None = None,
     stop: list[str] | None = None,
+    extra: dict[str, Any] | None = None,
+    choices: int = 1,
     store: Store | None = None,
 ) -> Call:
     """Hold the worst case and check the rate limits (billing.admission), or raise why not. Sync:
@@ -181,17 +186,18 @@ def call_admit(
     allowance = room if max_tokens is None else max_tokens
     if allowance < 1 or prompt_tokens + allowance > model.context_window:
         raise context_too_long(model, prompt_tokens=prompt_tokens, max_tokens=max_tokens or 0)
+    # `choices` replies (OpenAI's n), each up to the allowance: all are held.
     admission = completion_admit(
         user=user,
         api_key=api_key,
         model=model,
         prompt_tokens=prompt_tokens,
-        max_tokens=allowance,
-        shrinkable=max_tokens is None,
+        max_tokens=allowance * choices,
+        shrinkable=max_tokens is None and choices == 1,
     )
     if max_tokens is not None:
         max_tokens_param = max_tokens_param or "max_tokens"
-    elif admission.max_tokens < room:
+    elif admission.max_tokens < room * choices:
         # OpenAI's current name for it (its reasoning models refuse max_tokens); servers that only
         # mimic OpenAI know the older one.
         max_tokens_param = "max_completion_tokens" if model.provider == ProviderKind.OPENAI else "max_tokens"
@@ -200,11 +206,12 @@ def call_admit(
     request = build_request(
         model,
         messages=messages,
-        max_tokens=admission.max_tokens,
+        max_tokens=admission.max_tokens // choices,
         max_tokens_param=max_tokens_param,
         temperature=temperature,
         top_p=top_p,
         stop=stop,
+        extra=extra,
     )
     return Call(admission, request, endpoint, request_id=request_id, store=store)
 
@@ -220,6 +227,26 @@ class CallParams:
     temperature: float | None = None
     top_p: float | None = None
     stop: list[str] | None = None
+    wire: str = ProviderKind.OPENAI  # the client's format
+    # For a vendor of the client's own format: the request's messages and other fields as they
+    # came (tools, response_format, n, logprobs, seed, user, ...), relayed unchanged.
+    forwarded: dict[str, Any] = field(default_factory=dict)
+    # What a vendor of another format could not be given (refused with a 400 naming it).
+    untranslatable: list[str] = field(default_factory=list)
+
+    def speaks_like(self, model: LLMModel) -> bool:
+        """Whether `model`'s vendor speaks the client's format."""
+        return FORMATS.get(model.provider) == self.wire
+
+
+# The wire format each kind of vendor speaks.
+FORMATS: dict[str, str] = {
+    ProviderKind.OPENAI: ProviderKind.OPENAI,
+    ProviderKind.OPENAI_COMPATIBLE: ProviderKind.OPENAI,
+    ProviderKind.ANTHROPIC: ProviderKind.ANTHROPIC,
+}
+# Request fields the model reads besides its messages: counted into the prompt.
+DEFINITIONS = ("tools", "functions", "response_format")
 
 
 def prompt_tokens_count(http_request: HttpRequest, params: CallParams) -> int:
@@ -240,12 +267,30 @@ def call_prepare(http_request: HttpRequest, params: CallParams, *, endpoint: str
     except exceptions.APIException as exc:
         raise from_api_exception(exc) from exc
     model = model_for_call(params.model)
-    return call_admit(
+    messages, extra = params.messages, {}
+    if params.speaks_like(model):
+        messages = params.forwarded.get("messages", messages)
+        extra = {name: value for name, value in params.forwarded.items() if name != "messages"}
+    elif params.untranslatable:
+        names = ", ".join(params.untranslatable)
+        raise GatewayError(
+            f"Not supported with {model.name}, whose vendor speaks another format than this request: {names}.",
+            type="invalid_request",
+            param=params.untranslatable[0],
+        )
+    choices = extra.get("n", 1)
+    if isinstance(choices, bool) or not isinstance(choices, int) or not 1 <= choices <= 128:
+        raise GatewayError("'n' must be a whole number from 1 to 128.", type="invalid_request", param="n")
+    definitions = {name: extra[name] for name in DEFINITIONS if name in extra}
+    prompt_tokens = count_messages(model.provider, model.provider_model, messages) + count_definitions(
+        model.provider, model.provider_model, definitions
+    )
+    call = call_admit(
         user=user,
         api_key=api_key,
         model=model,
-        messages=params.messages,
-        prompt_tokens=count_messages(model.provider, model.provider_model, params.messages),
+        messages=messages,
+        prompt_tokens=prompt_tokens,
         max_tokens=max_tokens_checked(model, params.max_tokens),
         max_tokens_param=params.max_tokens_param,
         endpoint=endpoint,
@@ -253,7 +298,11 @@ def call_prepare(http_request: HttpRequest, params: CallParams, *, endpoint: str
         temperature=params.temperature,
         top_p=params.top_p,
         stop=params.stop,
+        extra=extra,
+        choices=choices,
     )
+    call.relays = params.speaks_like(model) and FORMATS.get(model.provider) == ProviderKind.OPENAI
+    return call
 
 
 def _settle(call: Call, outcome: Outcome) -> None:
@@ -284,6 +333,7 @@ def _outcome(
     status: str,
     started: float,
     text: str = "",
+    tool_text: str = "",
     usage: Usage | None = None,
     request_id: str = "",
     error: ProviderError | None = None,
@@ -291,7 +341,7 @@ def _outcome(
     return Outcome(
         status=status,
         text=text,
-        usage=billed_usage(call.admission, usage=usage, text=text),
+        usage=billed_usage(call.admission, usage=usage, text=text + tool_text),
         request_id=request_id or (error.request_id if error else ""),
         latency_ms=int((time.monotonic() - started) * 1000),
         error=error,
@@ -321,7 +371,7 @@ async def call_complete(call: Call) -> Outcome:
         request_id=completion.request_id,
     )
     outcome.finish_reason = completion.finish_reason or FinishReason.STOP
-    outcome.stop_sequence = completion.stop_sequence
+    outcome.stop_sequence, outcome.raw = completion.stop_sequence, completion.raw
     await db_phase(_settle, call, outcome)
     return outcome
 
@@ -331,7 +381,8 @@ async def call_stream(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
     a GatewayError as the last item. Stored and billed however it ends, the client hanging up
     included."""
     started = time.monotonic()
-    parts: list[str] = []
+    parts: list[str] = []  # the text, stored as the reply
+    tool_parts: list[str] = []  # tool calls: billed with the text when the vendor reports no usage
     usage, request_id, finish_reason, stop_sequence = None, "", None, None
     try:
         async for chunk in stream_with_retries(get_provider(call.model), call.request):
@@ -339,13 +390,21 @@ async def call_stream(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
             usage = chunk.usage or usage
             finish_reason = chunk.finish_reason or finish_reason
             stop_sequence = chunk.stop_sequence or stop_sequence
-            if chunk.text:
-                parts.append(chunk.text)
-                yield Chunk(text=chunk.text, request_id=request_id)
+            parts.append(chunk.text)
+            tool_parts.append(chunk.tool_text)
+            if chunk.text or chunk.raw:
+                yield Chunk(text=chunk.text, raw=chunk.raw, request_id=request_id)
     except ProviderError as error:
-        status = UsageStatus.INCOMPLETE if parts else UsageStatus.ERROR
+        status = UsageStatus.INCOMPLETE if any(parts) or any(tool_parts) else UsageStatus.ERROR
         outcome = _outcome(
-            call, status=status, started=started, text="".join(parts), usage=usage, request_id=request_id, error=error
+            call,
+            status=status,
+            started=started,
+            text="".join(parts),
+            tool_text="".join(tool_parts),
+            usage=usage,
+            request_id=request_id,
+            error=error,
         )
         await db_phase(_settle, call, outcome)
         yield from_provider_error(error)
@@ -357,13 +416,20 @@ async def call_stream(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
             status=UsageStatus.INCOMPLETE,
             started=started,
             text="".join(parts),
+            tool_text="".join(tool_parts),
             usage=usage,
             request_id=request_id,
         )
         await asyncio.shield(db_phase(_settle, call, outcome))
         raise
     outcome = _outcome(
-        call, status=UsageStatus.OK, started=started, text="".join(parts), usage=usage, request_id=request_id
+        call,
+        status=UsageStatus.OK,
+        started=started,
+        text="".join(parts),
+        tool_text="".join(tool_parts),
+        usage=usage,
+        request_id=request_id,
     )
     outcome.finish_reason, outcome.stop_sequence = finish_reason or FinishReason.STOP, stop_sequence
     await db_phase(_settle, call, outcome)

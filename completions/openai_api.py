@@ -9,13 +9,16 @@ exceptions (RateLimitError on quota, AuthenticationError on a revoked key, ...).
 import json
 import secrets
 import time
+from collections.abc import AsyncGenerator
 
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from common.db import db_phase
 from common.errors import GatewayError, json_object
-from completions.core import CallParams, call_complete, call_prepare, call_stream_open
+from completions.core import Call, CallParams, call_complete, call_prepare, call_stream_open
+from llm_models.models import ProviderKind
+from llm_models.providers.base import Chunk
 
 # OpenAI's error `type` is a broad class, by status; its `code` says exactly what (here the
 # gateway's own type: model_not_found, context_length_exceeded, quota_exceeded, ...).
@@ -48,8 +51,9 @@ def openai_error(error: GatewayError) -> JsonResponse:
     return response
 
 
-def _text(content) -> str:
-    """Message content as text: a string, or the text parts of a list of content parts."""
+def _text(content, index: int, untranslatable: list[str]) -> str:
+    """Message content as text (a string, or the text parts of a list of content parts); what is
+    not text is named in `untranslatable` (an OpenAI-style vendor gets it as it came)."""
     if content is None:
         return ""
     if isinstance(content, str):
@@ -57,14 +61,29 @@ def _text(content) -> str:
     if isinstance(content, list):
         texts = []
         for part in content:
-            if not isinstance(part, dict) or part.get("type") not in ("text", "input_text"):
-                raise GatewayError("Only text content parts are supported.", type="invalid_request", param="messages")
-            texts.append(str(part.get("text", "")))
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind in ("text", "input_text"):
+                texts.append(str(part.get("text", "")))
+            else:
+                untranslatable.append(f"messages[{index}].content: {kind or 'a part'} parts")
         return "".join(texts)
     raise GatewayError("Message content must be a string or a list of parts.", type="invalid_request", param="messages")
 
 
-ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "user"}
+# What the gateway reads of a request itself; every other field goes to an OpenAI-style vendor as
+# it came, and is refused (400, named) for a vendor with another format.
+INTERPRETED = {
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "stream",
+    "stream_options",
+}
 
 
 def _number(body: dict, name: str, low: float, high: float) -> float | None:
@@ -85,16 +104,20 @@ def parse_chat_request(raw: bytes) -> tuple[CallParams, bool, bool]:
     raw_messages = body.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise GatewayError("'messages' must be a non-empty list.", type="invalid_request", param="messages")
-    messages = []
-    for message in raw_messages:
+    messages, untranslatable = [], []
+    for index, message in enumerate(raw_messages):
         role = ROLES.get(str(message.get("role"))) if isinstance(message, dict) else None
         if role is None:
             raise GatewayError(
-                "Each message needs a role: system, developer, user or assistant.",
+                "Each message needs a role: system, developer, user, assistant or tool.",
                 type="invalid_request",
                 param="messages",
             )
-        messages.append({"role": role, "content": _text(message.get("content"))})
+        if message["role"] == "tool" or message.get("tool_calls") or message.get("function_call"):
+            untranslatable.append(f"messages[{index}]: tool calls and results")
+        messages.append({"role": role, "content": _text(message.get("content"), index, untranslatable)})
+    extra = {name: value for name, value in body.items() if name not in INTERPRETED}
+    untranslatable += sorted(extra)
     # Sent on under the client's own name for it: OpenAI's reasoning models take only the newer one.
     max_tokens_param = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     max_tokens = body.get(max_tokens_param)
@@ -115,6 +138,9 @@ def parse_chat_request(raw: bytes) -> tuple[CallParams, bool, bool]:
         stop=stop or None,
         temperature=_number(body, "temperature", 0, 2),
         top_p=_number(body, "top_p", 0, 1),
+        wire=ProviderKind.OPENAI,
+        forwarded={"messages": raw_messages, **extra},
+        untranslatable=untranslatable,
     )
     stream = bool(body.get("stream"))
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -148,12 +174,50 @@ def _chunk(
     return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
 
 
-async def _sse(call, items, include_usage: bool):
+def _event(data: dict) -> bytes:
+    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def _relayed_sse(call: Call, items: AsyncGenerator[Chunk | GatewayError], include_usage: bool):
+    """The vendor's own events (it speaks OpenAI's format), with the gateway's model name: tool
+    call deltas, logprobs and every other field reach the client as the vendor sent them."""
+    usage_sent = False
+    async for item in items:
+        if isinstance(item, GatewayError):
+            yield _event({"error": {"message": item.message, "type": _openai_type(item), "code": item.type}})
+            return
+        if item.raw is not None:
+            event = item.raw | {"model": call.model.name}
+            if event.get("usage") is not None:
+                if not include_usage:  # the gateway asks for usage (to bill); the client did not
+                    if not event.get("choices"):
+                        continue
+                    event.pop("usage")
+                usage_sent = True
+            yield _event(event)
+        elif item.usage is not None and include_usage and not usage_sent:
+            # The vendor reported no usage: the client gets what it is billed.
+            yield _event(
+                {
+                    "object": "chat.completion.chunk",
+                    "model": call.model.name,
+                    "choices": [],
+                    "usage": _usage(item.usage),
+                }
+            )
+    yield b"data: [DONE]\n\n"
+
+
+async def _sse(call: Call, items: AsyncGenerator[Chunk | GatewayError], include_usage: bool):
+    if call.relays:
+        async for event in _relayed_sse(call, items, include_usage):
+            yield event
+        return
     completion_id, created, model = _completion_id(), int(time.time()), call.model.name
     yield _chunk(completion_id, created, model, {"role": "assistant", "content": ""})
     async for item in items:
         if isinstance(item, GatewayError):
-            error = {"error": {"message": item.message, "type": item.type, "code": item.type}}
+            error = {"error": {"message": item.message, "type": _openai_type(item), "code": item.type}}
             yield b"data: " + json.dumps(error).encode() + b"\n\n"
             return
         if item.text:
@@ -181,6 +245,10 @@ async def chat_completions(request):
         reply = await call_complete(call)
     except GatewayError as error:
         return openai_error(error)
+    if call.relays and reply.raw is not None:
+        # The vendor's own answer (tool calls, logprobs, n choices, ...), under the gateway's name
+        # for the model; the usage billed where the vendor reported none.
+        return JsonResponse({"usage": _usage(reply.usage)} | reply.raw | {"model": call.model.name})
     return JsonResponse(
         {
             "id": _completion_id(),

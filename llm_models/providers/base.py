@@ -60,6 +60,9 @@ class Completion:
     # Which of the request's stop sequences ended the reply, where the vendor says (Anthropic does;
     # OpenAI only says "stop").
     stop_sequence: str | None = None
+    # The vendor's own answer (OpenAI-style vendors), relayed as it is to a client that speaks
+    # the same format: every field it has, tool calls and logprobs included, reaches the client.
+    raw: dict | None = None
 
 
 @dataclass
@@ -69,6 +72,10 @@ class Chunk:
     request_id: str = ""
     finish_reason: FinishReason | str | None = None
     stop_sequence: str | None = None  # on the last chunk, as Completion.stop_sequence
+    raw: dict | None = None  # the vendor's own event, as Completion.raw
+    # What the model produced besides text (a tool call's name and argument fragments): never
+    # shown as text, but counted in the bill of a stream cut before the vendor reported usage.
+    tool_text: str = ""
 
 
 class ErrorKind(enum.StrEnum):

@@ -52,6 +52,7 @@ class OpenAIProvider(SDKProvider[openai.AsyncOpenAI]):
             usage=Usage(usage["prompt_tokens"], usage["completion_tokens"]) if usage else None,
             request_id=request_id,
             finish_reason=choices[0].get("finish_reason"),
+            raw=body,
         )
 
     async def send_stream(self, *, client: openai.AsyncOpenAI, request: CompletionRequest) -> AsyncGenerator[Chunk]:
@@ -76,11 +77,15 @@ class OpenAIProvider(SDKProvider[openai.AsyncOpenAI]):
                 event = _parse(data, request_id)
                 if counts := event.get("usage"):
                     usage = Usage(counts["prompt_tokens"], counts["completion_tokens"])
+                texts, tool_texts = [], []
                 for choice in event.get("choices") or ():
-                    text = (choice.get("delta") or {}).get("content")
-                    if text:
-                        yield Chunk(text=text, request_id=request_id)
+                    delta = choice.get("delta") or {}
+                    texts.append(delta.get("content") or "")
+                    for call in delta.get("tool_calls") or ():
+                        function = call.get("function") or {}
+                        tool_texts.append((function.get("name") or "") + (function.get("arguments") or ""))
                     finish_reason = choice.get("finish_reason") or finish_reason
+                yield Chunk(text="".join(texts), tool_text="".join(tool_texts), request_id=request_id, raw=event)
             # A body that just stops (a proxy closed it cleanly) is as cut as a dropped socket.
             if not done and finish_reason is None:
                 raise ProviderError(

@@ -9,6 +9,7 @@ from those, with tiktoken's fast Rust encoder and tiktoken's own regex and speci
 import base64
 import gzip
 import hashlib
+import json
 import math
 import threading
 from importlib import resources
@@ -94,12 +95,29 @@ def count_text(provider: str, provider_model: str, text: str) -> int:
     return _with_margin(provider, _count(encoding, text))
 
 
-def _text_of(content: object) -> str:
+# An image in a prompt, at most (OpenAI's published formula: 85 tokens, plus 170 per 512-px tile
+# of the image scaled to fit 2048 x 768; the largest comes to 1,105). Counted whatever its size,
+# since the gateway does not decode images.
+IMAGE_TOKENS = 1_105
+
+
+def _parts_of(content: object) -> tuple[str, int]:
+    """(the text, the number of images) of a message's content."""
     if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}, ...]
-        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return "" if content is None else str(content)
+        return content, 0
+    if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}, {"type": "image_url"...}]
+        texts, images = [], 0
+        for part in content:
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") in ("image_url", "image", "input_image"):
+                images += 1
+            elif "text" in part:
+                texts.append(str(part["text"]))
+            else:  # any other part (audio, a file, ...): its JSON, as an estimate that errs high
+                texts.append(json.dumps(part))
+        return "".join(texts), images
+    return ("" if content is None else str(content)), 0
 
 
 def count_messages(provider: str, provider_model: str, messages: list[dict]) -> int:
@@ -109,10 +127,22 @@ def count_messages(provider: str, provider_model: str, messages: list[dict]) -> 
     for message in messages:
         total += TOKENS_PER_MESSAGE
         total += _count(encoding, str(message.get("role", "")))
-        total += _count(encoding, _text_of(message.get("content")))
+        text, images = _parts_of(message.get("content"))
+        total += _count(encoding, text) + images * IMAGE_TOKENS
         if message.get("name"):
             total += TOKENS_PER_NAME + _count(encoding, str(message["name"]))
+        if message.get("tool_calls"):  # an assistant's calls: their JSON, an estimate that errs high
+            total += _count(encoding, json.dumps(message["tool_calls"]))
     return _with_margin(provider, total)
+
+
+def count_definitions(provider: str, provider_model: str, definitions: dict) -> int:
+    """Prompt tokens of request fields the model reads besides the messages (tools, functions, a
+    response format's schema): their JSON, which errs high (vendors render them more tersely)."""
+    if not definitions:
+        return 0
+    encoding = get_encoding(encoding_name(provider, provider_model))
+    return _with_margin(provider, _count(encoding, json.dumps(definitions)))
 
 
 def warm_up() -> None:

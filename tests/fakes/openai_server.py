@@ -91,10 +91,16 @@ class FakeOpenAI(FakeVendor):
             pieces, finish = pieces[:limit], reply.finish_reason or "length"
         usage = reported_usage(reply.usage, body, len(pieces))
         completion_id = f"chatcmpl-{exchange.request_id}"
+        calls = [
+            {"id": f"call_{index}", "type": "function", "function": dict(call)}
+            for index, call in enumerate(reply.tool_calls or [])
+        ]
+        if calls:
+            pieces, finish = [], reply.finish_reason or "tool_calls"
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             await stream(
-                exchange, completion_id, model, pieces, finish, usage if include_usage else None, include_usage
+                exchange, completion_id, model, pieces, finish, usage if include_usage else None, include_usage, calls
             )
             return
         data = {
@@ -105,7 +111,8 @@ class FakeOpenAI(FakeVendor):
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": "".join(pieces), "refusal": None},
+                    "message": {"role": "assistant", "content": "".join(pieces) or None, "refusal": None}
+                    | ({"tool_calls": calls} if calls else {}),
                     "logprobs": None,
                     "finish_reason": finish,
                 }
@@ -139,6 +146,7 @@ async def stream(
     finish: str,
     usage: dict | None,
     include_usage: bool,
+    calls: list[dict] | None = None,
 ) -> None:
     # Every chunk but the text is the same: build its bytes once and splice the text in.
     head = json.dumps(
@@ -168,6 +176,20 @@ async def stream(
             return  # drop the connection mid-body (see Exchange)
         if not await exchange.event(text_head + json.dumps(piece).encode() + text_tail):
             return
+    for index, call in enumerate(calls or []):
+        # As OpenAI streams a call: its id and name first, then its arguments in fragments.
+        arguments = call["function"]["arguments"]
+        opening = {
+            "index": index,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": ""},
+        }
+        fragments = [arguments[: len(arguments) // 2], arguments[len(arguments) // 2 :]]
+        deltas = [opening] + [{"index": index, "function": {"arguments": fragment}} for fragment in fragments]
+        for delta in deltas:
+            if not await exchange.event(chunk({"tool_calls": [delta]}, None)):
+                return
     if cut_after is not None:
         return
     if not await exchange.event(chunk({}, finish)):

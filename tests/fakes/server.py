@@ -39,6 +39,8 @@ class Reply:
     chunk_delay: float = 0.0  # seconds between stream events
     cut_after: int | None = None  # stream: drop the connection after this many text chunks
     finish_reason: str | None = None  # default: "stop"/"end_turn", or the max_tokens one if cut
+    # OpenAI: the reply calls these tools instead of answering: [{"name": ..., "arguments": "{...}"}]
+    tool_calls: list[dict] | None = None
 
     def pieces(self) -> list[str]:
         if self.chunks is not None:

@@ -287,3 +287,16 @@ def test_system_blocks_stay_apart(sdk, fake_anthropic, fake_openai):
         {"role": "system", "content": "Be brief."},
         {"role": "system", "content": "Answer in French."},
     ]
+
+
+def test_what_the_endpoint_cannot_carry_yet_is_refused_by_name_not_dropped(sdk, fake_anthropic):
+    tool = {"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        sdk.messages.create(model="claude-3-sonnet", max_tokens=20, messages=HELLO, tools=[tool])
+    assert "tools" in caught.value.message
+    assert fake_anthropic.requests == [] and not UsageRecord.objects.exists()
+
+
+def test_metadata_reaches_anthropic(sdk, fake_anthropic):
+    sdk.messages.create(model="claude-3-sonnet", max_tokens=20, messages=HELLO, metadata={"user_id": "u-7"})
+    assert fake_anthropic.last.json["metadata"] == {"user_id": "u-7"}

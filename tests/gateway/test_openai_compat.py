@@ -167,9 +167,13 @@ def test_the_request_parameters_reach_the_vendor(sdk, fake_openai):
     )
     sent = fake_openai.last.json
     assert sent["model"] == "gpt-3.5-turbo"
-    assert (sent.get("max_tokens") or sent.get("max_completion_tokens")) == 33
-    assert (sent["temperature"], sent["top_p"], sent["stop"]) == (0.4, 0.9, ["END"])
-    assert sent["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}]
+    assert sent["max_completion_tokens"] == 33 and "max_tokens" not in sent
+    assert (sent["temperature"], sent["top_p"], sent["stop"], sent["user"]) == (0.4, 0.9, ["END"], "u-1")
+    # An OpenAI vendor gets the messages as the client sent them: roles and content parts.
+    assert sent["messages"] == [
+        {"role": "developer", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]},
+    ]
 
 
 def test_models_lists_the_enabled_models(sdk):
