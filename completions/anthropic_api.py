@@ -6,6 +6,7 @@ Programs written for the Anthropic SDK work with base_url="http://gateway" and a
 
 import json
 import secrets
+from collections.abc import AsyncGenerator
 
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
@@ -14,8 +15,9 @@ from django.views.decorators.csrf import csrf_exempt
 from common.db import db_phase
 from common.errors import GatewayError, json_object
 from common.request_ids import request_id_of
-from completions.core import CallParams, call_complete, call_prepare, call_stream_open, prompt_tokens_count
+from completions.core import Call, CallParams, call_complete, call_prepare, call_stream_open, prompt_tokens_count
 from llm_models.models import ProviderKind
+from llm_models.providers.base import Chunk
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -51,32 +53,27 @@ def anthropic_error(error: GatewayError) -> JsonResponse:
     return response
 
 
-def _texts(content, where: str) -> list[str]:
-    """The text of each block of `content` (a string is one block)."""
+def _texts(content, where: str, untranslatable: list[str]) -> list[str]:
+    """The text of each text block of `content` (a string is one block); other blocks (images,
+    tool use and results, documents) are named in `untranslatable`: Anthropic gets them as they
+    came, a vendor of another format cannot."""
     if isinstance(content, str):
         return [content]
     if isinstance(content, list):
         texts = []
         for block in content:
-            if not isinstance(block, dict) or block.get("type") != "text":
-                raise GatewayError(f"Only text content blocks are supported in {where}.", type="invalid_request")
-            texts.append(str(block.get("text", "")))
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind == "text":
+                texts.append(str(block.get("text", "")))
+            else:
+                untranslatable.append(f"{where}: {kind or 'a'} blocks")
         return texts
-    raise GatewayError(f"{where} must be a string or a list of text blocks.", type="invalid_request")
+    raise GatewayError(f"{where} must be a string or a list of content blocks.", type="invalid_request")
 
 
-# The request fields this endpoint reads; any other is refused with a 400 naming it.
-INTERPRETED = {
-    "model",
-    "messages",
-    "system",
-    "max_tokens",
-    "stop_sequences",
-    "temperature",
-    "top_p",
-    "stream",
-    "metadata",
-}
+# The request fields this endpoint reads itself (a vendor of another format gets them
+# translated); any other goes to Anthropic as it came and is refused, named, for another vendor.
+INTERPRETED = {"model", "messages", "system", "max_tokens", "stop_sequences", "temperature", "top_p", "stream"}
 
 
 def parse_messages_request(raw: bytes) -> tuple[CallParams, bool]:
@@ -87,15 +84,16 @@ def parse_messages_request(raw: bytes) -> tuple[CallParams, bool]:
     raw_messages = body.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise GatewayError("messages: must be a non-empty list", type="invalid_request")
-    messages = []
-    if body.get("system"):
-        # One system message per block: blocks stay apart (an OpenAI vendor gets each as its own
-        # system message; Anthropic gets them back separated).
-        messages += [{"role": "system", "content": text} for text in _texts(body["system"], "system")]
+    messages: list[dict] = []
+    untranslatable: list[str] = []
+    system_texts = _texts(body["system"], "system", untranslatable) if body.get("system") else []
+    # One system message per block: blocks stay apart (an OpenAI vendor gets each as its own).
+    messages += [{"role": "system", "content": text} for text in system_texts]
     for message in raw_messages:
         if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
             raise GatewayError("messages: each role must be 'user' or 'assistant'", type="invalid_request")
-        messages.append({"role": message["role"], "content": "".join(_texts(message.get("content"), "messages"))})
+        texts = _texts(message.get("content"), "messages", untranslatable)
+        messages.append({"role": message["role"], "content": "".join(texts)})
     max_tokens = body.get("max_tokens")
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
         raise GatewayError("max_tokens: must be a positive integer", type="invalid_request")
@@ -108,15 +106,10 @@ def parse_messages_request(raw: bytes) -> tuple[CallParams, bool]:
             isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high
         ):
             raise GatewayError(f"{name}: must be a number from 0 to {high}", type="invalid_request")
-    unsupported = sorted(set(body) - INTERPRETED)
-    if unsupported:
-        # Not dropped: a client that sends tools or thinking would otherwise get a plain answer
-        # and break without an error.
-        raise GatewayError(
-            f"Not supported on this endpoint yet: {', '.join(unsupported)}.",
-            type="invalid_request",
-            param=unsupported[0],
-        )
+    # Anthropic gets the request as it came, but for what the gateway sets (the vendor's model id,
+    # the reply's allowance) and the stream flag, which the provider sets itself.
+    native = {name: value for name, value in body.items() if name not in ("model", "max_tokens", "stream")}
+    system = body.get("system")
     params = CallParams(
         model=model,
         messages=messages,
@@ -125,9 +118,9 @@ def parse_messages_request(raw: bytes) -> tuple[CallParams, bool]:
         temperature=body.get("temperature"),
         top_p=body.get("top_p"),
         wire=ProviderKind.ANTHROPIC,
-        # For Anthropic itself; it serves Anthropic's abuse detection only, so an OpenAI-style
-        # vendor is not sent it.
-        forwarded={"metadata": body["metadata"]} if body.get("metadata") else {},
+        forwarded=native,
+        counted=([{"role": "system", "content": system}] if system else []) + raw_messages,
+        untranslatable=untranslatable + sorted(set(body) - INTERPRETED),
     )
     return params, bool(body.get("stream"))
 
@@ -140,7 +133,25 @@ def _message_id() -> str:
     return "msg_" + secrets.token_hex(12)
 
 
-async def _sse(call, items):
+async def _relayed_sse(call: Call, items: AsyncGenerator[Chunk | GatewayError]) -> AsyncGenerator[bytes]:
+    """Anthropic's own events (the model is Anthropic's), with the gateway's model name: tool use,
+    thinking and every other block reach the client as the vendor sent them."""
+    async for item in items:
+        if isinstance(item, GatewayError):
+            yield _event("error", anthropic_error_body(item))
+            return
+        if item.raw is not None:
+            event = item.raw
+            if event.get("type") == "message_start":
+                event = event | {"message": (event.get("message") or {}) | {"model": call.model.name}}
+            yield _event(str(event.get("type")), event)
+
+
+async def _sse(call: Call, items: AsyncGenerator[Chunk | GatewayError]) -> AsyncGenerator[bytes]:
+    if call.relays:
+        async for event in _relayed_sse(call, items):
+            yield event
+        return
     model = call.model.name
     yield _event(
         "message_start",
@@ -211,6 +222,9 @@ async def _messages(request: HttpRequest) -> HttpResponseBase:
         reply = await call_complete(call)
     except GatewayError as error:
         return anthropic_error(error)
+    if call.relays and reply.raw is not None:
+        # Anthropic's own answer (tool use, thinking, ...), under the gateway's name for the model.
+        return JsonResponse(reply.raw | {"model": call.model.name})
     return JsonResponse(
         {
             "id": _message_id(),

@@ -231,6 +231,9 @@ class CallParams:
     # For a vendor of the client's own format: the request's messages and other fields as they
     # came (tools, response_format, n, logprobs, seed, user, ...), relayed unchanged.
     forwarded: dict[str, Any] = field(default_factory=dict)
+    # The prompt as the vendor will read it, when relayed (its system and messages, every block),
+    # to count; by default the forwarded messages.
+    counted: list[dict] = field(default_factory=list)
     # What a vendor of another format could not be given (refused with a 400 naming it).
     untranslatable: list[str] = field(default_factory=list)
 
@@ -267,10 +270,11 @@ def call_prepare(http_request: HttpRequest, params: CallParams, *, endpoint: str
     except exceptions.APIException as exc:
         raise from_api_exception(exc) from exc
     model = model_for_call(params.model)
-    messages, extra = params.messages, {}
+    messages, extra, counted = params.messages, {}, params.messages
     if params.speaks_like(model):
-        messages = params.forwarded.get("messages", messages)
-        extra = {name: value for name, value in params.forwarded.items() if name != "messages"}
+        # Relayed as it came, over the translation (billing.admission holds what it may cost).
+        extra = params.forwarded
+        counted = params.counted or params.forwarded.get("messages", messages)
     elif params.untranslatable:
         names = ", ".join(params.untranslatable)
         raise GatewayError(
@@ -282,7 +286,7 @@ def call_prepare(http_request: HttpRequest, params: CallParams, *, endpoint: str
     if isinstance(choices, bool) or not isinstance(choices, int) or not 1 <= choices <= 128:
         raise GatewayError("'n' must be a whole number from 1 to 128.", type="invalid_request", param="n")
     definitions = {name: extra[name] for name in DEFINITIONS if name in extra}
-    prompt_tokens = count_messages(model.provider, model.provider_model, messages) + count_definitions(
+    prompt_tokens = count_messages(model.provider, model.provider_model, counted) + count_definitions(
         model.provider, model.provider_model, definitions
     )
     call = call_admit(
@@ -301,7 +305,7 @@ def call_prepare(http_request: HttpRequest, params: CallParams, *, endpoint: str
         extra=extra,
         choices=choices,
     )
-    call.relays = params.speaks_like(model) and FORMATS.get(model.provider) == ProviderKind.OPENAI
+    call.relays = params.speaks_like(model)
     return call
 
 

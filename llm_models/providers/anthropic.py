@@ -4,6 +4,7 @@ import json
 from collections.abc import AsyncGenerator
 
 import anthropic
+import httpx2  # the SDK's HTTP stack: its Response is what the raw call returns
 
 from llm_models.providers.base import (
     Chunk,
@@ -37,6 +38,8 @@ KIND_BY_ERROR_TYPE = {
     "permission_error": ErrorKind.AUTH,
     "not_found_error": ErrorKind.NOT_FOUND,
 }
+# What the API version this SDK speaks refuses (see AnthropicProvider._params).
+SAMPLING = ("temperature", "top_p", "top_k")
 # Anthropic wants a user turn first; a history that opens with the assistant (an agent's
 # greeting) gets this stand-in rather than losing the greeting. Empty text is refused.
 OPENING_USER_TURN = "..."
@@ -80,23 +83,33 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
         return exc.api_message or ""
 
     async def send(self, *, client: anthropic.AsyncAnthropic, request: CompletionRequest) -> Completion:
-        message = await client.messages.create(**self._params(request))
-        # Parsed without strict validation: a reply without usage just lacks the attribute.
-        usage = getattr(message, "usage", None)
+        # The raw response, parsed with json.loads, as for OpenAI: relayed as it is to a client of
+        # Anthropic's format (tool use, thinking, every block), and cheaper than the SDK's models.
+        response = await client.post("/v1/messages", body=self._params(request), cast_to=httpx2.Response)
+        request_id = response.headers.get(self.request_id_header, "")
+        body = _parse(response.text, request_id)
+        blocks = body.get("content") or []
+        usage = body.get("usage") or {}
+        known = usage.get("input_tokens") is not None and usage.get("output_tokens") is not None
+        stop_reason = body.get("stop_reason") or ""
         return Completion(
-            text="".join(block.text for block in message.content if block.type == "text"),
-            usage=Usage(usage.input_tokens, usage.output_tokens) if usage else None,
-            request_id=message._request_id or "",
-            finish_reason=FINISH_REASONS.get(message.stop_reason or ""),
-            stop_sequence=message.stop_sequence if message.stop_reason == "stop_sequence" else None,
+            text="".join(str(block.get("text", "")) for block in blocks if block.get("type") == "text"),
+            usage=Usage(usage["input_tokens"], usage["output_tokens"]) if known else None,
+            request_id=request_id,
+            finish_reason=FINISH_REASONS.get(stop_reason),
+            stop_sequence=body.get("stop_sequence") if stop_reason == "stop_sequence" else None,
+            raw=body,
         )
 
     async def send_stream(
         self, *, client: anthropic.AsyncAnthropic, request: CompletionRequest
     ) -> AsyncGenerator[Chunk]:
-        params = self._params(request) | {"stream": True}
-        # Raw SSE lines with json.loads rather than the SDK's typed events: cheaper per chunk,
-        # and the gateway only needs the text deltas and the two usage numbers.
+        params = self._params(request)
+        # The SDK's signature takes these; the rest of the body goes as extra_body.
+        named = {name: params.pop(name) for name in ("model", "max_tokens", "messages")}
+        params = named | {"stream": True, "extra_body": params or None}
+        # Raw SSE lines with json.loads rather than the SDK's typed events: cheaper per chunk. Each
+        # event is passed on whole (a client of Anthropic's format gets it relayed), with its text.
         async with client.messages.with_streaming_response.create(**params) as response:
             request_id = response.headers.get(self.request_id_header, "")
             input_tokens = output_tokens = finish_reason = stop_sequence = None
@@ -106,10 +119,16 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
                     continue  # "event:" lines repeat the data's "type"; blank separators
                 event = _parse(line[5:], request_id)
                 kind = event.get("type")
+                text = tool_text = ""
                 if kind == "content_block_delta":
                     delta = event.get("delta") or {}
-                    if delta.get("type") == "text_delta" and delta.get("text"):
-                        yield Chunk(text=delta["text"], request_id=request_id)
+                    if delta.get("type") == "text_delta":
+                        text = str(delta.get("text") or "")
+                    elif delta.get("type") == "input_json_delta":  # a tool call's input, in fragments
+                        tool_text = str(delta.get("partial_json") or "")
+                elif kind == "content_block_start":
+                    block = event.get("content_block") or {}
+                    tool_text = str(block.get("name") or "") if block.get("type") == "tool_use" else ""
                 elif kind == "message_start":
                     usage = (event.get("message") or {}).get("usage") or {}
                     input_tokens = usage.get("input_tokens", input_tokens)
@@ -125,6 +144,7 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
                         stop_sequence = delta.get("stop_sequence")
                 elif kind == "message_stop":
                     done = True
+                yield Chunk(text=text, tool_text=tool_text, raw=event, request_id=request_id)
             if not done:
                 raise ProviderError(
                     "the provider's stream ended early", kind=ErrorKind.CONNECTION, request_id=request_id
@@ -145,10 +165,9 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
         # temperature and top_p are left out on purpose: the API version this SDK speaks
         # (anthropic-version 2026-10-21) answers 400 to any sampling parameter, even the
         # default value, and SDK 2.x dropped them. An agent's temperature applies to OpenAI only.
-        if request.extra:
-            # extra_body: vendor fields the SDK's signature does not list still reach the API.
-            params["extra_body"] = request.extra
-        return params
+        # A relayed request's sampling parameters are left out too (see above): a program that still
+        # sends them keeps working.
+        return params | {name: value for name, value in request.extra.items() if name not in SAMPLING}
 
 
 def _parse(data: str, request_id: str) -> dict:

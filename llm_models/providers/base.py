@@ -219,7 +219,9 @@ class CompletionRequest:
     stop: list[str] | None = None
     base_url: str = ""
     api_key_env: str = ""
-    extra: dict = field(default_factory=dict)  # vendor-specific pass-through
+    # Fields sent as they are, over the translated request: a vendor's own parameters, or a whole
+    # request of the vendor's format relayed as the client sent it (its messages included).
+    extra: dict = field(default_factory=dict)
 
 
 class Provider:

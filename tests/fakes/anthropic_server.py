@@ -75,15 +75,21 @@ class FakeAnthropic(FakeVendor):
         else:
             usage = tuple(reply.usage)  # type: ignore[arg-type]
         message_id = f"msg_{exchange.request_id}"
+        tools = [
+            {"type": "tool_use", "id": f"toolu_{index}", "name": call["name"], "input": json.loads(call["arguments"])}
+            for index, call in enumerate(reply.tool_calls or [])
+        ]
+        if tools:
+            pieces, stop_reason = [], reply.finish_reason or "tool_use"
         if body.get("stream"):
-            await stream(exchange, message_id, model, pieces, stop_reason, usage, stop_sequence)
+            await stream(exchange, message_id, model, pieces, stop_reason, usage, stop_sequence, tools)
             return
         data = {
             "id": message_id,
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [{"type": "text", "text": "".join(pieces)}],
+            "content": ([{"type": "text", "text": "".join(pieces)}] if pieces or not tools else []) + tools,
             "stop_reason": stop_reason,
             "stop_sequence": stop_sequence,
         }
@@ -126,6 +132,7 @@ async def stream(
     stop_reason: str,
     usage: tuple | None,
     stop_sequence: str | None = None,
+    tools: list[dict] | None = None,
 ) -> None:
     message: dict = {
         "id": message_id,
@@ -161,6 +168,21 @@ async def stream(
             return
     if cut_after is not None:
         return
+    for index, tool in enumerate(tools or [], start=1):
+        # As Anthropic streams a tool call: the block with an empty input, then the input's JSON
+        # in fragments.
+        arguments = json.dumps(tool["input"])
+        start = {"type": "content_block_start", "index": index, "content_block": tool | {"input": {}}}
+        fragments = [arguments[: len(arguments) // 2], arguments[len(arguments) // 2 :]]
+        events = event("content_block_stop", {"type": "content_block_stop", "index": index - 1}) + event(
+            "content_block_start", start
+        )
+        for fragment in fragments:
+            delta = {"type": "input_json_delta", "partial_json": fragment}
+            events += event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+        if not await exchange.event(events):
+            return
+    last_block = len(tools or [])
     message_delta: dict = {
         "type": "message_delta",
         "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
@@ -168,7 +190,7 @@ async def stream(
     if usage is not None:
         message_delta["usage"] = {"output_tokens": usage[1]}
     closing = (
-        event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        event("content_block_stop", {"type": "content_block_stop", "index": last_block})
         + event("message_delta", message_delta)
         + event("message_stop", {"type": "message_stop"})
     )

@@ -187,7 +187,6 @@ def test_a_model_outside_the_keys_list_raises_permission_denied(live, alice, fak
         {"messages": [{"role": "system", "content": "no"}]},
         {"max_tokens": 0},
         {"extra_body": {"temperature": 3}},
-        {"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]},
     ],
 )
 def test_a_bad_request_raises_bad_request_error(sdk, fake_anthropic, fields):
@@ -282,21 +281,88 @@ def test_system_blocks_stay_apart(sdk, fake_anthropic, fake_openai):
     sdk.messages.create(model="claude-3-sonnet", max_tokens=20, system=system, messages=HELLO)
     sdk.messages.create(model="gpt-3.5-turbo", max_tokens=20, system=system, messages=HELLO)
 
-    assert fake_anthropic.last.json["system"] == "Be brief.\n\nAnswer in French."
+    assert fake_anthropic.last.json["system"] == system  # as sent
     assert fake_openai.last.json["messages"][:2] == [
         {"role": "system", "content": "Be brief."},
         {"role": "system", "content": "Answer in French."},
     ]
 
 
-def test_what_the_endpoint_cannot_carry_yet_is_refused_by_name_not_dropped(sdk, fake_anthropic):
+def test_what_cannot_reach_a_vendor_of_another_format_is_refused_by_name_not_dropped(sdk, fake_openai):
     tool = {"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}
     with pytest.raises(anthropic.BadRequestError) as caught:
-        sdk.messages.create(model="claude-3-sonnet", max_tokens=20, messages=HELLO, tools=[tool])
+        sdk.messages.create(model="gpt-3.5-turbo", max_tokens=20, messages=HELLO, tools=[tool])
     assert "tools" in caught.value.message
-    assert fake_anthropic.requests == [] and not UsageRecord.objects.exists()
+    image = {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        sdk.messages.create(model="gpt-3.5-turbo", max_tokens=20, messages=[{"role": "user", "content": [image]}])
+    assert "image" in caught.value.message
+    assert fake_openai.requests == [] and not UsageRecord.objects.exists()
 
 
 def test_metadata_reaches_anthropic(sdk, fake_anthropic):
     sdk.messages.create(model="claude-3-sonnet", max_tokens=20, messages=HELLO, metadata={"user_id": "u-7"})
     assert fake_anthropic.last.json["metadata"] == {"user_id": "u-7"}
+
+
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+WEATHER_QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def test_the_tool_loop_works_with_claude_use_result_answer(sdk, fake_anthropic):
+    fake_anthropic.configure(tool_calls=[{"name": "get_weather", "arguments": '{"city": "Paris"}'}], usage=(50, 20))
+    first = sdk.messages.create(
+        model="claude-3-sonnet",
+        max_tokens=200,
+        messages=WEATHER_QUESTION,
+        tools=[WEATHER_TOOL],
+        tool_choice={"type": "auto"},
+    )
+
+    use = next(block for block in first.content if block.type == "tool_use")
+    assert first.stop_reason == "tool_use" and first.model == "claude-3-sonnet"
+    assert (use.name, use.input) == ("get_weather", {"city": "Paris"})
+    assert fake_anthropic.last.json["tools"] == [WEATHER_TOOL]
+    assert fake_anthropic.last.json["tool_choice"] == {"type": "auto"}
+
+    fake_anthropic.configure(tool_calls=None, text="Sunny in Paris.", usage=(80, 6))
+    result = {"type": "tool_result", "tool_use_id": use.id, "content": '{"sky": "sunny"}'}
+    history = [
+        *WEATHER_QUESTION,
+        {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in first.content]},
+        {"role": "user", "content": [result]},
+    ]
+    final = sdk.messages.create(model="claude-3-sonnet", max_tokens=200, messages=history, tools=[WEATHER_TOOL])
+
+    assert final.content[0].text == "Sunny in Paris."
+    assert fake_anthropic.last.json["messages"][2]["content"] == [result]  # as sent
+    records = UsageRecord.objects.order_by("id")
+    assert [(r.prompt_tokens, r.completion_tokens) for r in records] == [(50, 20), (80, 6)]
+
+
+def test_a_streamed_tool_use_arrives_whole_and_is_billed(sdk, fake_anthropic):
+    fake_anthropic.configure(tool_calls=[{"name": "get_weather", "arguments": '{"city": "Paris"}'}], usage=(50, 21))
+
+    with sdk.messages.stream(
+        model="claude-3-sonnet", max_tokens=200, messages=WEATHER_QUESTION, tools=[WEATHER_TOOL]
+    ) as stream:
+        message = stream.get_final_message()
+
+    use = next(block for block in message.content if block.type == "tool_use")
+    assert (use.name, use.input, message.stop_reason) == ("get_weather", {"city": "Paris"}, "tool_use")
+    assert message.model == "claude-3-sonnet"
+    assert UsageRecord.objects.get().completion_tokens == 21
+
+
+def test_an_image_reaches_claude_as_sent(sdk, fake_anthropic):
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+    sdk.messages.create(
+        model="claude-3-sonnet",
+        max_tokens=20,
+        messages=[{"role": "user", "content": [image, {"type": "text", "text": "What is this?"}]}],
+    )
+    assert fake_anthropic.last.json["messages"][0]["content"][0] == image

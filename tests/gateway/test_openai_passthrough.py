@@ -145,3 +145,14 @@ def test_what_cannot_reach_a_vendor_of_another_format_is_refused_by_name(sdk, fa
         sdk.chat.completions.create(**request)
     assert named in caught.value.message
     assert fake_anthropic.requests == [] and not UsageRecord.objects.exists()
+
+
+def test_an_image_reaches_an_openai_model_as_sent_and_is_counted(sdk, fake_openai):
+    picture = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "high"}}
+    question = [{"role": "user", "content": [{"type": "text", "text": "What is this?"}, picture]}]
+    fake_openai.configure(usage=None)  # no usage reported: billed as counted, image included
+
+    sdk.chat.completions.create(model="gpt-3.5-turbo", messages=question, max_tokens=10)
+
+    assert fake_openai.last.json["messages"] == question
+    assert UsageRecord.objects.get().prompt_tokens > 1_000  # the image's tokens, at most
