@@ -363,14 +363,24 @@ async def complete_with_retries(provider: Provider, request: CompletionRequest) 
 
 
 async def stream_with_retries(provider: Provider, request: CompletionRequest) -> AsyncIterator[Chunk]:
-    """Retries only until the first chunk arrives: after that, text has reached the client."""
+    """Retries only until the model has produced something (text or a tool call): after that, it
+    has reached the client. The events before it (a role, a message_start) are held back until
+    then, so a retried attempt does not repeat them to the client."""
     attempt = 0
     while True:
-        started = False
+        started, opening = False, []
         try:
             async for chunk in provider.stream(request):
-                started = True
+                if not started and not (chunk.text or chunk.tool_text):
+                    opening.append(chunk)
+                    continue
+                if not started:
+                    started = True
+                    for held in opening:
+                        yield held
                 yield chunk
+            for held in [] if started else opening:  # a reply with nothing in it
+                yield held
             return
         except ProviderError as error:
             if started or not error.retryable or attempt >= settings.PROVIDER_MAX_RETRIES:

@@ -11,6 +11,7 @@ from billing.models import APIKey, Quota, UsageRecord
 from llm_models.models import LLMModel
 from llm_models.providers.tokens import count_messages
 from tests.factories import make_key, seeded_model, set_quota
+from tests.fakes.server import Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -366,3 +367,19 @@ def test_an_image_reaches_claude_as_sent(sdk, fake_anthropic):
         messages=[{"role": "user", "content": [image, {"type": "text", "text": "What is this?"}]}],
     )
     assert fake_anthropic.last.json["messages"][0]["content"][0] == image
+
+
+def test_a_stream_cut_before_any_text_is_retried_and_the_client_sees_one_clean_message(
+    sdk, fake_anthropic, fast_provider_settings
+):
+    fake_anthropic.script(Reply(cut_after=0))  # message_start sent, then the connection drops
+    fake_anthropic.configure(text="Hello again.", usage=(9, 3))
+
+    with sdk.messages.stream(model="claude-3-sonnet", max_tokens=20, messages=HELLO) as stream:
+        events = [event.type for event in stream]
+        message = stream.get_final_message()
+
+    assert len(fake_anthropic.requests) == 2
+    assert events.count("message_start") == 1
+    assert message.content[0].text == "Hello again." and message.usage.output_tokens == 3
+    assert UsageRecord.objects.get().completion_tokens == 3
