@@ -73,7 +73,17 @@ def _texts(content, where: str, untranslatable: list[str]) -> list[str]:
 
 # The request fields this endpoint reads itself (a vendor of another format gets them
 # translated); any other goes to Anthropic as it came and is refused, named, for another vendor.
-INTERPRETED = {"model", "messages", "system", "max_tokens", "stop_sequences", "temperature", "top_p", "stream"}
+INTERPRETED = {
+    "model",
+    "messages",
+    "system",
+    "max_tokens",
+    "stop_sequences",
+    "temperature",
+    "top_p",
+    "stream",
+    "metadata",  # for Anthropic's abuse detection: another vendor is not sent it
+}
 
 
 def parse_messages_request(raw: bytes) -> tuple[CallParams, bool]:

@@ -301,9 +301,11 @@ def test_what_cannot_reach_a_vendor_of_another_format_is_refused_by_name_not_dro
     assert fake_openai.requests == [] and not UsageRecord.objects.exists()
 
 
-def test_metadata_reaches_anthropic(sdk, fake_anthropic):
+def test_metadata_reaches_anthropic_and_no_other_vendor(sdk, fake_anthropic, fake_openai):
     sdk.messages.create(model="claude-3-sonnet", max_tokens=20, messages=HELLO, metadata={"user_id": "u-7"})
+    sdk.messages.create(model="gpt-3.5-turbo", max_tokens=20, messages=HELLO, metadata={"user_id": "u-7"})
     assert fake_anthropic.last.json["metadata"] == {"user_id": "u-7"}
+    assert "metadata" not in fake_openai.last.json
 
 
 WEATHER_TOOL = {
