@@ -33,7 +33,7 @@ from common.db import db_phase
 from common.errors import GatewayError, from_api_exception
 from common.request_ids import request_id_of
 from llm_models import catalog
-from llm_models.models import LLMModel, ProviderKind
+from llm_models.models import LLMModel, ModelKind, ProviderKind
 from llm_models.providers.base import (
     Chunk,
     CompletionRequest,
@@ -41,10 +41,11 @@ from llm_models.providers.base import (
     ProviderError,
     Usage,
     complete_with_retries,
+    embed_with_retries,
     stream_with_retries,
 )
 from llm_models.providers.registry import build_request, get_provider
-from llm_models.providers.tokens import count_definitions, count_messages
+from llm_models.providers.tokens import count_definitions, count_messages, count_text
 
 # --- the errors every caller gives for the same problem ----------------------------------------
 
@@ -59,11 +60,18 @@ class ContextTooLong(GatewayError):
     type = "context_length_exceeded"
 
 
-def model_for_call(name: str) -> LLMModel:
-    """The enabled model named `name`, or a 404."""
+def model_for_call(name: str, *, kind: str = ModelKind.CHAT) -> LLMModel:
+    """The enabled model named `name`, or a 404; of the `kind` the endpoint serves, or a 400."""
     model = catalog.model_get(name)
     if model is None or not model.enabled:
         raise ModelNotFound(f"The model '{name}' does not exist or is disabled.", param="model")
+    if model.kind != kind:
+        raise GatewayError(
+            f"'{name}' is a{'n' if model.kind == ModelKind.EMBEDDING else ''} {model.kind} model; "
+            + ("embed with POST /v1/embeddings." if model.kind == ModelKind.EMBEDDING else "it cannot embed."),
+            type="invalid_request",
+            param="model",
+        )
     return model
 
 
@@ -464,3 +472,64 @@ async def call_stream_open(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
             await items.aclose()  # a client that hung up: call_stream settles what was sent
 
     return started()
+
+
+# --- embeddings ------------------------------------------------------------------------------
+
+
+def _embedding_inputs(value: Any) -> list[str | list[int]]:
+    """The client's `input` as a list of texts or token arrays, or a 400."""
+    if isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(t, int) for t in value)):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise GatewayError("'input' must be a string, a list of strings or of token arrays.", param="input")
+    for item in value:
+        text = isinstance(item, str)
+        tokens = isinstance(item, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in item)
+        if not (text or tokens) or not item:
+            raise GatewayError("'input' must be a string, a list of strings or of token arrays.", param="input")
+    return value
+
+
+def embedding_prepare(http_request: HttpRequest, body: dict[str, Any]) -> Call:
+    """Sync (run it with db_phase): who is calling, which embedding model, its input counted and
+    held on the quota. The client's other fields (encoding_format, dimensions, user) go to the
+    vendor as they came."""
+    try:
+        user, api_key = authenticate_request(http_request, reserves_on_key=True)
+    except exceptions.APIException as exc:
+        raise from_api_exception(exc) from exc
+    name = body.get("model")
+    if not isinstance(name, str) or not name:
+        raise GatewayError("'model' is required.", type="invalid_request", param="model")
+    model = model_for_call(name, kind=ModelKind.EMBEDDING)
+    inputs = _embedding_inputs(body.get("input"))
+    counts = [
+        count_text(model.provider, model.provider_model, item) if isinstance(item, str) else len(item)
+        for item in inputs
+    ]
+    if max(counts) > model.context_window:
+        raise context_too_long(model, prompt_tokens=max(counts), max_tokens=0)
+    admission = completion_admit(user=user, api_key=api_key, model=model, prompt_tokens=sum(counts), max_tokens=0)
+    fields = {key: value for key, value in body.items() if key != "model"}
+    request = build_request(model, messages=[], max_tokens=1, max_tokens_param=None, extra=fields)
+    return Call(admission, request, "openai", request_id=request_id_of(http_request))
+
+
+async def call_embed(call: Call) -> Outcome:
+    """The vendor's embeddings, billed per input token (what it reports, else what was counted);
+    or the GatewayError of its failure."""
+    started = time.monotonic()
+    try:
+        answer = await embed_with_retries(get_provider(call.model), call.request)
+    except ProviderError as error:
+        await db_phase(_settle, call, _outcome(call, status=UsageStatus.ERROR, started=started, error=error))
+        raise from_provider_error(error) from error
+    except BaseException:
+        await asyncio.shield(db_phase(_settle, call, _outcome(call, status=UsageStatus.INCOMPLETE, started=started)))
+        raise
+    usage = answer.usage or Usage(call.admission.prompt_tokens, 0)
+    outcome = _outcome(call, status=UsageStatus.OK, started=started, usage=usage, request_id=answer.request_id)
+    outcome.raw = answer.raw
+    await db_phase(_settle, call, outcome)
+    return outcome

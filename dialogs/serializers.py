@@ -80,7 +80,7 @@ class VisibleAgentField(serializers.PrimaryKeyRelatedField):
 
 
 class DialogSerializer(serializers.ModelSerializer):
-    model = serializers.SlugRelatedField(slug_field="name", queryset=LLMModel.objects.enabled(), required=False)
+    model = serializers.SlugRelatedField(slug_field="name", queryset=LLMModel.objects.chat(), required=False)
     agent = VisibleAgentField(required=False, allow_null=True)
 
     class Meta:

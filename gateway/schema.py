@@ -141,6 +141,19 @@ def _completion_paths() -> dict:
                 },
             }
         },
+        "/v1/embeddings": {
+            "post": {
+                "operationId": "openai_embeddings",
+                "tags": ["vendor-compatible"],
+                "security": SECURITY,
+                "summary": "OpenAI-compatible embeddings (the catalog's embedding models), billed per input token",
+                "requestBody": {"required": True, "content": _json(OBJECT)},
+                "responses": {
+                    "200": {"description": "An embedding list", "content": _json(OBJECT)},
+                    **_errors({**ERROR_STATUSES, **COMPLETION_ERRORS}),
+                },
+            }
+        },
         "/v1/messages/count_tokens": {
             "post": {
                 "operationId": "anthropic_messages_count_tokens",

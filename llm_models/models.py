@@ -17,9 +17,18 @@ class ProviderKind(models.TextChoices):
     OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible server"
 
 
+class ModelKind(models.TextChoices):
+    CHAT = "chat"
+    EMBEDDING = "embedding"
+
+
 class LLMModelQuerySet(models.QuerySet):
     def enabled(self):
         return self.filter(enabled=True)
+
+    def chat(self):
+        """The enabled models that answer messages (dialogs, agents)."""
+        return self.filter(enabled=True, kind=ModelKind.CHAT)
 
 
 class LLMModel(models.Model):
@@ -35,6 +44,12 @@ class LLMModel(models.Model):
     input_price_per_1k = models.DecimalField(max_digits=12, decimal_places=6)
     output_price_per_1k = models.DecimalField(max_digits=12, decimal_places=6)
     enabled = models.BooleanField(default=True)
+    kind = models.CharField(
+        max_length=16,
+        choices=ModelKind.choices,
+        default=ModelKind.CHAT,
+        help_text="Chat models answer messages; embedding models turn text into vectors (/v1/embeddings).",
+    )
     base_url = models.URLField(
         blank=True,
         help_text="For OpenAI-compatible servers (vLLM, Ollama, ...); empty = vendor default.",

@@ -4,6 +4,7 @@ from llm_models.models import LLMModel
 
 PUBLIC_FIELDS = [
     "name",
+    "kind",
     "provider",
     "provider_model",
     "context_window",

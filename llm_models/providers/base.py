@@ -21,7 +21,7 @@ import os
 import random
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Generic, TypeVar
@@ -233,6 +233,11 @@ class Provider:
     def stream(self, request: CompletionRequest) -> AsyncIterator[Chunk]:
         raise NotImplementedError
 
+    async def embed(self, request: CompletionRequest) -> Completion:
+        """Embeddings of `request.extra` (the client's `input` and options): the vendor's answer
+        as `raw`, its usage as prompt tokens."""
+        raise ProviderError("this vendor has no embeddings API", kind=ErrorKind.BAD_REQUEST)
+
 
 ClientT = TypeVar("ClientT")
 
@@ -274,6 +279,9 @@ class SDKProvider(Provider, Generic[ClientT]):
     def send_stream(self, *, client: ClientT, request: CompletionRequest) -> AsyncGenerator[Chunk]:
         raise NotImplementedError
 
+    async def send_embeddings(self, *, client: ClientT, request: CompletionRequest) -> Completion:
+        return await Provider.embed(self, request)  # none, unless the vendor's module says how
+
     def vendor_message(self, exc: Any) -> str:
         """The vendor's own explanation in a status error (shown to the client on a 400 only)."""
         return ""
@@ -287,6 +295,13 @@ class SDKProvider(Provider, Generic[ClientT]):
         client = self._client_for(request)
         try:
             return await self.send(client=client, request=request)
+        except (self.sdk_error, httpx2.TransportError) as exc:
+            raise self._error(exc, request) from exc
+
+    async def embed(self, request: CompletionRequest) -> Completion:
+        client = self._client_for(request)
+        try:
+            return await self.send_embeddings(client=client, request=request)
         except (self.sdk_error, httpx2.TransportError) as exc:
             raise self._error(exc, request) from exc
 
@@ -351,10 +366,18 @@ def _backoff(attempt: int, error: ProviderError) -> float:
 
 
 async def complete_with_retries(provider: Provider, request: CompletionRequest) -> Completion:
+    return await _with_retries(lambda: provider.complete(request))
+
+
+async def embed_with_retries(provider: Provider, request: CompletionRequest) -> Completion:
+    return await _with_retries(lambda: provider.embed(request))
+
+
+async def _with_retries(attempt_once: Callable[[], Awaitable[Completion]]) -> Completion:
     attempt = 0
     while True:
         try:
-            return await provider.complete(request)
+            return await attempt_once()
         except ProviderError as error:
             if not error.retryable or attempt >= settings.PROVIDER_MAX_RETRIES:
                 raise

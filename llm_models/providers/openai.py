@@ -55,6 +55,17 @@ class OpenAIProvider(SDKProvider[openai.AsyncOpenAI]):
             raw=body,
         )
 
+    async def send_embeddings(self, *, client: openai.AsyncOpenAI, request: CompletionRequest) -> Completion:
+        body = {"model": request.provider_model} | request.extra
+        response = await client.post("/embeddings", body=body, cast_to=httpx2.Response)
+        request_id = response.headers.get(self.request_id_header, "")
+        answer = _parse(response.text, request_id)
+        usage = answer.get("usage") or {}
+        prompt = usage.get("prompt_tokens")
+        return Completion(
+            text="", usage=Usage(prompt, 0) if prompt is not None else None, request_id=request_id, raw=answer
+        )
+
     async def send_stream(self, *, client: openai.AsyncOpenAI, request: CompletionRequest) -> AsyncGenerator[Chunk]:
         params = self._params(request) | {
             "stream": True,

@@ -14,7 +14,11 @@ from django.utils import timezone
 from billing.models import APIKey, Reservation, UsageRecord
 
 # The apps' migrations as the previous release shipped them.
-PREVIOUS_RELEASE = [("gateway", "0002_api_key_rate_limits"), ("billing", "0004_reservation_outlives_its_key")]
+PREVIOUS_RELEASE = [
+    ("gateway", "0002_api_key_rate_limits"),
+    ("billing", "0004_reservation_outlives_its_key"),
+    ("llm_models", "0003_key_variable_names"),
+]
 
 
 def migrate(targets):

@@ -7,7 +7,9 @@ so the real `openai` SDK parses them as it would the vendor's.
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 
 from tests.fakes.server import AUTO, Exchange, FakeVendor, words_in
 
@@ -68,6 +70,9 @@ class FakeOpenAI(FakeVendor):
             data = [{"id": m, "object": "model", "created": CREATED, "owned_by": "openai"} for m in self.models]
             await exchange.json(200, {"object": "list", "data": data})
             return
+        if path == "/v1/embeddings" and method == "POST":
+            await embeddings(exchange)
+            return
         if path != "/v1/chat/completions" or method != "POST":
             await exchange.json(404, error_body(404, "Not found", "invalid_request_error", None))
             return
@@ -122,6 +127,36 @@ class FakeOpenAI(FakeVendor):
         if usage is not None:
             data["usage"] = usage
         await exchange.json(200, data)
+
+
+async def embeddings(exchange: Exchange) -> None:
+    """POST /v1/embeddings: a small vector per input, as floats or base64 float32 (what the SDK
+    asks for by default), with the input's words as usage."""
+    body, reply = exchange.body or {}, exchange.reply
+    if not exchange.headers.get("authorization", "").startswith("Bearer "):
+        await exchange.json(401, error_body(401, "You didn't provide an API key.", "invalid_request_error", None))
+        return
+    if reply.status != 200:
+        kind, code, message, param = STOCK_ERRORS.get(reply.status, STOCK_ERRORS[500])
+        await exchange.json(reply.status, error_body(reply.status, message, kind, reply.error_type or code, param))
+        return
+    inputs = body.get("input")
+    inputs = [inputs] if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)) else inputs
+    size = int(body.get("dimensions") or 8)
+    data = []
+    for index, item in enumerate(inputs or []):
+        vector = [round(((len(str(item)) * 31 + index * 7 + n) % 97) / 97, 6) for n in range(size)]
+        encoded: object = vector
+        if body.get("encoding_format") == "base64":
+            encoded = base64.b64encode(struct.pack(f"<{size}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": encoded})
+    prompt = words_in([{"content": str(item)} for item in inputs or []]) if reply.usage == AUTO else None
+    if isinstance(reply.usage, tuple):
+        prompt = reply.usage[0]
+    answer: dict = {"object": "list", "data": data, "model": body.get("model")}
+    if prompt is not None:
+        answer["usage"] = {"prompt_tokens": prompt, "total_tokens": prompt}
+    await exchange.json(200, answer)
 
 
 def error_body(status: int, message: str, kind: str, code: str | None, param: str | None = None) -> dict:

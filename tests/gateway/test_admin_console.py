@@ -82,6 +82,7 @@ def test_a_model_with_a_dot_in_its_name_can_be_edited_in_the_admin(seeded, admin
     assert page.status_code == 200
     form = {
         "name": "gpt-3.5-turbo",
+        "kind": "chat",
         "provider": "openai",
         "provider_model": "gpt-3.5-turbo-0125",
         "context_window": 16385,
@@ -155,8 +156,8 @@ def test_the_dashboard_shows_counts(seeded, admin_browser, alice, bob):
     LLMModel.objects.filter(name="claude-3-opus").update(enabled=False)
     content = admin_browser.get("/admin/").content.decode()
     assert "Gateway at a glance" in content
-    assert '<th scope="row">Models enabled</th><td>3</td>' in content
-    assert '<th scope="row">Models in the catalog</th><td>4</td>' in content
+    assert '<th scope="row">Models enabled</th><td>4</td>' in content
+    assert '<th scope="row">Models in the catalog</th><td>5</td>' in content
     assert '<th scope="row">Users</th><td>3</td>' in content  # alice, bob, root
 
 
