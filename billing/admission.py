@@ -80,7 +80,7 @@ def completion_admit(
             api_key=api_key,
             model=model,
             tokens=prompt_tokens + max_tokens,
-            cost=model.cost(prompt_tokens, max_tokens),
+            cost=model.worst_cost(prompt_tokens, max_tokens),
         )
     except QuotaExceeded:
         room = _reply_room(user=user, api_key=api_key, model=model, prompt_tokens=prompt_tokens) if shrinkable else 0
@@ -92,7 +92,7 @@ def completion_admit(
             api_key=api_key,
             model=model,
             tokens=prompt_tokens + max_tokens,
-            cost=model.cost(prompt_tokens, max_tokens),
+            cost=model.worst_cost(prompt_tokens, max_tokens),
         )
     try:
         if api_key is not None:
@@ -136,7 +136,7 @@ def _reply_room(*, user: User, api_key: APIKey | None, model: LLMModel, prompt_t
         if holder.token_limit is not None:
             room = min(room, holder.token_limit - holder.used_tokens - holder.reserved_tokens - prompt_tokens)
         if holder.usd_limit is not None and model.output_price_per_1k > 0:
-            money = holder.usd_limit - holder.used_usd - holder.reserved_usd - model.cost(prompt_tokens, 0)
+            money = holder.usd_limit - holder.used_usd - holder.reserved_usd - model.worst_cost(prompt_tokens, 0)
             room = min(room, int(money * 1000 / model.output_price_per_1k))
     return room
 

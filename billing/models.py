@@ -174,6 +174,9 @@ class UsageRecord(models.Model):
     endpoint = models.CharField(max_length=32, choices=Endpoint.choices, default=Endpoint.DIALOGS)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
+    # Of prompt_tokens, those read from and written to the vendor's prompt cache (priced apart).
+    cached_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=8, default=0)
     status = models.CharField(max_length=16, choices=UsageStatus.choices)
     request_id = models.CharField(max_length=200, blank=True, db_index=True, help_text="The vendor's id of the call.")

@@ -32,6 +32,8 @@ def usage_settle(
     prompt_tokens: int,
     completion_tokens: int,
     status: str,
+    cached_tokens: int = 0,
+    cache_write_tokens: int = 0,
     request_id: str = "",
     gateway_request_id: str = "",
     endpoint: str = Endpoint.DIALOGS,
@@ -40,7 +42,7 @@ def usage_settle(
 ) -> Settlement:
     """Bill the actual usage: a usage record, the daily aggregate, and the quota (and the key)
     moved from reserved to used. Zero tokens (a vendor error) simply releases the reservation."""
-    cost = model.cost(prompt_tokens, completion_tokens)
+    cost = model.cost(prompt_tokens, completion_tokens, cached=cached_tokens, cache_written=cache_write_tokens)
     now = timezone.now()
     statements().settle(
         SettleParams(
@@ -54,6 +56,8 @@ def usage_settle(
             endpoint=endpoint,
             prompt=prompt_tokens,
             completion=completion_tokens,
+            cached=cached_tokens,
+            cache_written=cache_write_tokens,
             cost=cost,
             status=status,
             request_id=request_id[:200],
@@ -97,6 +101,8 @@ def completion_settle(
         model=admission.model,
         prompt_tokens=prompt,
         completion_tokens=completion,
+        cached_tokens=billed.cached_tokens,
+        cache_write_tokens=billed.cache_write_tokens,
         status=status,
         request_id=request_id,
         gateway_request_id=gateway_request_id,

@@ -105,11 +105,13 @@ _RESERVATION_COLUMNS = """
 _NEW_USAGE_RECORD = """
     INSERT INTO {usage} ({usage.user}, {usage.api_key}, {usage.dialog}, {usage.message}, {usage.model},
                          {usage.model_name}, {usage.endpoint}, {usage.prompt_tokens}, {usage.completion_tokens},
+                         {usage.cached_tokens}, {usage.cache_write_tokens},
                          {usage.cost}, {usage.status}, {usage.request_id}, {usage.gateway_request_id},
                          {usage.created_at})
     VALUES (%(user)s,
             (SELECT {key.id} FROM {key} WHERE {key.id} = %(key)s),  -- the key may be deleted by now
             %(dialog)s, %(message)s, %(model)s, %(model_name)s, %(endpoint)s, %(prompt)s, %(completion)s,
+            %(cached)s, %(cache_written)s,
             %(cost)s, %(status)s, %(request_id)s, %(gateway_request_id)s, %(now)s)
 """
 _DAY_ADD = """
@@ -173,6 +175,8 @@ class SettleParams:
     endpoint: str
     prompt: int
     completion: int
+    cached: int
+    cache_written: int
     cost: Decimal
     status: str
     request_id: str

@@ -17,7 +17,7 @@ from common.errors import GatewayError, json_object
 from common.request_ids import request_id_of
 from completions.core import Call, CallParams, call_complete, call_prepare, call_stream_open, prompt_tokens_count
 from llm_models.models import ProviderKind
-from llm_models.providers.base import Chunk
+from llm_models.providers.base import Chunk, Usage
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -33,6 +33,20 @@ ERROR_TYPES = {
     504: "api_error",
 }
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
+
+
+def _usage(usage: Usage) -> dict:
+    """Anthropic's counts: its input_tokens leave out what was read from or written to the cache."""
+    counts = {
+        "input_tokens": usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens,
+        "output_tokens": usage.completion_tokens,
+    }
+    if usage.cached_tokens or usage.cache_write_tokens:
+        counts |= {
+            "cache_read_input_tokens": usage.cached_tokens,
+            "cache_creation_input_tokens": usage.cache_write_tokens,
+        }
+    return counts
 
 
 def _stop_reason(finish_reason: str | None, stop_sequence: str | None) -> str:
@@ -202,7 +216,7 @@ async def _sse(call: Call, items: AsyncGenerator[Chunk | GatewayError]) -> Async
                         "stop_reason": _stop_reason(item.finish_reason, item.stop_sequence),
                         "stop_sequence": item.stop_sequence,
                     },
-                    "usage": {"input_tokens": item.usage.prompt_tokens, "output_tokens": item.usage.completion_tokens},
+                    "usage": _usage(item.usage),
                 },
             )
             yield _event("message_stop", {"type": "message_stop"})
@@ -244,10 +258,7 @@ async def _messages(request: HttpRequest) -> HttpResponseBase:
             "content": [{"type": "text", "text": reply.text}],
             "stop_reason": _stop_reason(reply.finish_reason, reply.stop_sequence),
             "stop_sequence": reply.stop_sequence,
-            "usage": {
-                "input_tokens": reply.usage.prompt_tokens,
-                "output_tokens": reply.usage.completion_tokens,
-            },
+            "usage": _usage(reply.usage),
         }
     )
 

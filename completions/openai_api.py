@@ -18,7 +18,7 @@ from common.db import db_phase
 from common.errors import GatewayError, json_object
 from completions.core import Call, CallParams, call_complete, call_prepare, call_stream_open
 from llm_models.models import ProviderKind
-from llm_models.providers.base import Chunk
+from llm_models.providers.base import Chunk, Usage
 
 # OpenAI's error `type` is a broad class, by status; its `code` says exactly what (here the
 # gateway's own type: model_not_found, context_length_exceeded, quota_exceeded, ...).
@@ -151,12 +151,15 @@ def _completion_id() -> str:
     return "chatcmpl-" + secrets.token_hex(12)
 
 
-def _usage(usage) -> dict:
-    return {
+def _usage(usage: Usage) -> dict:
+    counts: dict[str, object] = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
     }
+    if usage.cached_tokens:
+        counts["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    return counts
 
 
 def _chunk(

@@ -121,7 +121,12 @@ def _reply_store(dialog: Dialog, outcome: Outcome) -> dict[str, Any]:
         error_message=error.message if error else "",
         prompt_tokens=outcome.usage.prompt_tokens,
         completion_tokens=outcome.usage.completion_tokens,
-        cost=model.cost(outcome.usage.prompt_tokens, outcome.usage.completion_tokens),
+        cost=model.cost(
+            outcome.usage.prompt_tokens,
+            outcome.usage.completion_tokens,
+            cached=outcome.usage.cached_tokens,
+            cache_written=outcome.usage.cache_write_tokens,
+        ),
     )
     return {"dialog": dialog, "message": message}
 

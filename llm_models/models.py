@@ -43,6 +43,20 @@ class LLMModel(models.Model):
     max_output_tokens = models.PositiveIntegerField()
     input_price_per_1k = models.DecimalField(max_digits=12, decimal_places=6)
     output_price_per_1k = models.DecimalField(max_digits=12, decimal_places=6)
+    cached_input_price_per_1k = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Prompt tokens read from the vendor's cache; empty = the input price.",
+    )
+    cache_write_price_per_1k = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Prompt tokens written to the vendor's cache (Anthropic); empty = the input price.",
+    )
     enabled = models.BooleanField(default=True)
     kind = models.CharField(
         max_length=16,
@@ -87,8 +101,26 @@ class LLMModel(models.Model):
     def __str__(self):
         return self.name
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
-        """USD for this many tokens, exact to the cent's ten-thousandth and beyond."""
+    def cost(self, prompt_tokens: int, completion_tokens: int, *, cached: int = 0, cache_written: int = 0) -> Decimal:
+        """USD for this many tokens, exact to the cent's ten-thousandth and beyond. `cached` and
+        `cache_written` are the parts of the prompt read from and written to the vendor's cache."""
+        fresh = prompt_tokens - cached - cache_written
+        read_price = (
+            self.input_price_per_1k if self.cached_input_price_per_1k is None else self.cached_input_price_per_1k
+        )
+        write_price = (
+            self.input_price_per_1k if self.cache_write_price_per_1k is None else self.cache_write_price_per_1k
+        )
         return (
-            Decimal(prompt_tokens) * self.input_price_per_1k + Decimal(completion_tokens) * self.output_price_per_1k
+            Decimal(fresh) * self.input_price_per_1k
+            + Decimal(cached) * read_price
+            + Decimal(cache_written) * write_price
+            + Decimal(completion_tokens) * self.output_price_per_1k
         ) / 1000
+
+    def worst_cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
+        """The most this many tokens can cost: the whole prompt at its dearest price (a cache write
+        costs more than plain input)."""
+        prices = (self.input_price_per_1k, self.cached_input_price_per_1k, self.cache_write_price_per_1k)
+        dearest = max(price for price in prices if price is not None)
+        return (Decimal(prompt_tokens) * dearest + Decimal(completion_tokens) * self.output_price_per_1k) / 1000

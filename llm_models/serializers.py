@@ -11,6 +11,8 @@ PUBLIC_FIELDS = [
     "max_output_tokens",
     "input_price_per_1k",
     "output_price_per_1k",
+    "cached_input_price_per_1k",
+    "cache_write_price_per_1k",
     "enabled",
     "base_url",
     "created_at",
@@ -38,8 +40,13 @@ class LLMModelAdminSerializer(serializers.ModelSerializer):
         output = attrs.get("max_output_tokens", getattr(self.instance, "max_output_tokens", None))
         if context and output and output > context:
             raise serializers.ValidationError({"max_output_tokens": f"Must not exceed context_window ({context})."})
-        for field in ("input_price_per_1k", "output_price_per_1k"):
-            if field in attrs and attrs[field] < 0:
+        for field in (
+            "input_price_per_1k",
+            "output_price_per_1k",
+            "cached_input_price_per_1k",
+            "cache_write_price_per_1k",
+        ):
+            if attrs.get(field) is not None and attrs[field] < 0:
                 raise serializers.ValidationError({field: "Must not be negative."})
         for field in ("context_window", "max_output_tokens"):
             if field in attrs and attrs[field] <= 0:

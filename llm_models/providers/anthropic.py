@@ -94,7 +94,7 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
         stop_reason = body.get("stop_reason") or ""
         return Completion(
             text="".join(str(block.get("text", "")) for block in blocks if block.get("type") == "text"),
-            usage=Usage(usage["input_tokens"], usage["output_tokens"]) if known else None,
+            usage=_usage(usage["input_tokens"], usage["output_tokens"], usage) if known else None,
             request_id=request_id,
             finish_reason=FINISH_REASONS.get(stop_reason),
             stop_sequence=body.get("stop_sequence") if stop_reason == "stop_sequence" else None,
@@ -113,6 +113,7 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
         async with client.messages.with_streaming_response.create(**params) as response:
             request_id = response.headers.get(self.request_id_header, "")
             input_tokens = output_tokens = finish_reason = stop_sequence = None
+            cache_counts: dict = {}
             done = False
             async for line in response.iter_lines():
                 if not line.startswith("data:"):
@@ -132,11 +133,13 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
                 elif kind == "message_start":
                     usage = (event.get("message") or {}).get("usage") or {}
                     input_tokens = usage.get("input_tokens", input_tokens)
+                    cache_counts |= {name: usage[name] for name in CACHE_COUNTS if usage.get(name) is not None}
                 elif kind == "message_delta":
                     # Counts here are cumulative for the whole message.
                     usage = event.get("usage") or {}
                     input_tokens = usage.get("input_tokens") or input_tokens
                     output_tokens = usage.get("output_tokens", output_tokens)
+                    cache_counts |= {name: usage[name] for name in CACHE_COUNTS if usage.get(name) is not None}
                     delta = event.get("delta") or {}
                     reason = delta.get("stop_reason")
                     finish_reason = FINISH_REASONS.get(reason or "") or finish_reason
@@ -152,7 +155,7 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
             # Both numbers or none: a half-known usage would under-bill.
             usage = None
             if input_tokens is not None and output_tokens is not None:
-                usage = Usage(input_tokens, output_tokens)
+                usage = _usage(input_tokens, output_tokens, cache_counts)
             yield Chunk(usage=usage, finish_reason=finish_reason, stop_sequence=stop_sequence, request_id=request_id)
 
     def _params(self, request: CompletionRequest) -> dict:
@@ -168,6 +171,18 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
         # A relayed request's sampling parameters are left out too (see above): a program that still
         # sends them keeps working.
         return params | {name: value for name, value in request.extra.items() if name not in SAMPLING}
+
+
+# Anthropic's input_tokens leave out the prompt tokens read from or written to its cache: these.
+CACHE_COUNTS = ("cache_read_input_tokens", "cache_creation_input_tokens")
+
+
+def _usage(input_tokens: int, output_tokens: int, counts: dict) -> Usage:
+    """The whole prompt (what Anthropic counts apart from input_tokens added back), and its cached
+    parts, priced apart (LLMModel.cost)."""
+    read = counts.get("cache_read_input_tokens") or 0
+    written = counts.get("cache_creation_input_tokens") or 0
+    return Usage(input_tokens + read + written, output_tokens, cached_tokens=read, cache_write_tokens=written)
 
 
 def _parse(data: str, request_id: str) -> dict:

@@ -42,8 +42,10 @@ class FinishReason(enum.StrEnum):
 
 @dataclass
 class Usage:
-    prompt_tokens: int
+    prompt_tokens: int  # all of them, those read from or written to the vendor's prompt cache included
     completion_tokens: int
+    cached_tokens: int = 0  # of the prompt, read from the cache (cheaper)
+    cache_write_tokens: int = 0  # of the prompt, written to the cache (Anthropic: dearer)
 
     @property
     def total_tokens(self) -> int:

@@ -49,7 +49,7 @@ class OpenAIProvider(SDKProvider[openai.AsyncOpenAI]):
         usage = body.get("usage")
         return Completion(
             text=(choices[0].get("message") or {}).get("content") or "",
-            usage=Usage(usage["prompt_tokens"], usage["completion_tokens"]) if usage else None,
+            usage=_usage(usage) if usage else None,
             request_id=request_id,
             finish_reason=choices[0].get("finish_reason"),
             raw=body,
@@ -87,7 +87,7 @@ class OpenAIProvider(SDKProvider[openai.AsyncOpenAI]):
                     continue
                 event = _parse(data, request_id)
                 if counts := event.get("usage"):
-                    usage = Usage(counts["prompt_tokens"], counts["completion_tokens"])
+                    usage = _usage(counts)
                 texts, tool_texts = [], []
                 for choice in event.get("choices") or ():
                     delta = choice.get("delta") or {}
@@ -125,6 +125,11 @@ class OpenAICompatibleProvider(OpenAIProvider):
         if request.api_key_env:
             return super().api_key(request)
         return "no-key"  # keyless servers (Ollama, a local vLLM) ignore it; the SDK wants one
+
+
+def _usage(counts: dict) -> Usage:
+    details = counts.get("prompt_tokens_details") or {}
+    return Usage(counts["prompt_tokens"], counts["completion_tokens"], cached_tokens=details.get("cached_tokens") or 0)
 
 
 def _parse(data: str, request_id: str) -> dict:

@@ -156,6 +156,8 @@ def test_a_settlement_locks_the_day_then_the_key_then_the_quota(spender):
                 endpoint="openai",
                 prompt=10,
                 completion=5,
+                cached=0,
+                cache_written=0,
                 cost=Decimal("0.0001"),
                 status="ok",
                 request_id="",

@@ -94,7 +94,7 @@ class FakeAnthropic(FakeVendor):
             "stop_sequence": stop_sequence,
         }
         if usage is not None:
-            data["usage"] = {"input_tokens": usage[0], "output_tokens": usage[1]}
+            data["usage"] = {"input_tokens": usage[0], "output_tokens": usage[1]} | cache_counts(reply.cache)
         await exchange.json(200, data)
 
 
@@ -114,6 +114,12 @@ def cut_at_stop_sequence(pieces: list[str], stop_sequences: list[str]) -> tuple[
         kept.append(piece)
         length += len(piece)
     return kept, sequence
+
+
+def cache_counts(cache: tuple[int, int]) -> dict:
+    """Anthropic reports the prompt tokens read from and written to its cache apart from input_tokens."""
+    read, written = cache
+    return {"cache_read_input_tokens": read, "cache_creation_input_tokens": written} if read or written else {}
 
 
 def error_body(exchange: Exchange, kind: str, message: str) -> dict:
@@ -144,7 +150,7 @@ async def stream(
         "stop_sequence": None,
     }
     if usage is not None:
-        message["usage"] = {"input_tokens": usage[0], "output_tokens": 1}
+        message["usage"] = {"input_tokens": usage[0], "output_tokens": 1} | cache_counts(exchange.reply.cache)
     delta_head = (
         b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
         b'"delta":{"type":"text_delta","text":'

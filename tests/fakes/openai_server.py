@@ -95,6 +95,8 @@ class FakeOpenAI(FakeVendor):
         if limit and len(pieces) > limit:
             pieces, finish = pieces[:limit], reply.finish_reason or "length"
         usage = reported_usage(reply.usage, body, len(pieces))
+        if usage is not None and reply.cache[0]:
+            usage["prompt_tokens_details"] = {"cached_tokens": reply.cache[0]}
         completion_id = f"chatcmpl-{exchange.request_id}"
         calls = [
             {"id": f"call_{index}", "type": "function", "function": dict(call)}
