@@ -145,6 +145,15 @@ def parse_messages_request(raw: bytes) -> tuple[CallParams, bool]:
         forwarded=native,
         counted=([{"role": "system", "content": system}] if system else []) + raw_messages,
         untranslatable=untranslatable + sorted(set(body) - INTERPRETED),
+        needs={
+            need
+            for need, wanted in (
+                ("tools", bool(body.get("tools"))),
+                ("vision", any("image blocks" in item for item in untranslatable)),
+                ("reasoning", bool(body.get("thinking"))),
+            )
+            if wanted
+        },
     )
     return params, bool(body.get("stream"))
 

@@ -244,6 +244,8 @@ class CallParams:
     counted: list[dict] = field(default_factory=list)
     # What a vendor of another format could not be given (refused with a 400 naming it).
     untranslatable: list[str] = field(default_factory=list)
+    # What the model must support for this request: "tools", "vision", "json_schema", "reasoning".
+    needs: set[str] = field(default_factory=set)
 
     def speaks_like(self, model: LLMModel) -> bool:
         """Whether `model`'s vendor speaks the client's format."""
@@ -255,6 +257,13 @@ FORMATS: dict[str, str] = {
     ProviderKind.OPENAI: ProviderKind.OPENAI,
     ProviderKind.OPENAI_COMPATIBLE: ProviderKind.OPENAI,
     ProviderKind.ANTHROPIC: ProviderKind.ANTHROPIC,
+}
+# The catalog's capabilities (LLMModel.supports_*), as a refusal names them.
+CAPABILITIES = {
+    "tools": "tools",
+    "vision": "images",
+    "json_schema": "structured output to a JSON schema",
+    "reasoning": "reasoning or thinking",
 }
 # Request fields the model reads besides its messages: counted into the prompt.
 DEFINITIONS = ("tools", "functions", "response_format")
@@ -278,6 +287,13 @@ def call_prepare(http_request: HttpRequest, params: CallParams, *, endpoint: str
     except exceptions.APIException as exc:
         raise from_api_exception(exc) from exc
     model = model_for_call(params.model)
+    lacking = sorted(need for need in params.needs if not getattr(model, f"supports_{need}"))
+    if lacking:
+        raise GatewayError(
+            f"{model.name} does not support {', '.join(CAPABILITIES[need] for need in lacking)}.",
+            type="invalid_request",
+            param="model",
+        )
     messages, extra, counted = params.messages, {}, params.messages
     if params.speaks_like(model):
         # Relayed as it came, over the translation (billing.admission holds what it may cost).

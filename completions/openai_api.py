@@ -118,6 +118,15 @@ def parse_chat_request(raw: bytes) -> tuple[CallParams, bool, bool]:
         messages.append({"role": role, "content": _text(message.get("content"), index, untranslatable)})
     extra = {name: value for name, value in body.items() if name not in INTERPRETED}
     untranslatable += sorted(extra)
+    needs = set()
+    if body.get("tools") or body.get("functions"):
+        needs.add("tools")
+    if any("image_url" in item or "image" in item for item in untranslatable):
+        needs.add("vision")
+    if isinstance(body.get("response_format"), dict) and body["response_format"].get("type") == "json_schema":
+        needs.add("json_schema")
+    if body.get("reasoning_effort"):
+        needs.add("reasoning")
     # Sent on under the client's own name for it: OpenAI's reasoning models take only the newer one.
     max_tokens_param = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     max_tokens = body.get(max_tokens_param)
@@ -141,6 +150,7 @@ def parse_chat_request(raw: bytes) -> tuple[CallParams, bool, bool]:
         wire=ProviderKind.OPENAI,
         forwarded={"messages": raw_messages, **extra},
         untranslatable=untranslatable,
+        needs=needs,
     )
     stream = bool(body.get("stream"))
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))

@@ -58,6 +58,12 @@ class LLMModel(models.Model):
         help_text="Prompt tokens written to the vendor's cache (Anthropic); empty = the input price.",
     )
     enabled = models.BooleanField(default=True)
+    # What the model can take, as its vendor publishes it: a request that needs what the model
+    # lacks is refused (400) before any vendor call. Unknown = assumed yes.
+    supports_tools = models.BooleanField(default=True, help_text="Tool (function) calling.")
+    supports_vision = models.BooleanField(default=True, help_text="Images in the prompt.")
+    supports_json_schema = models.BooleanField(default=True, help_text="Structured output to a JSON schema.")
+    supports_reasoning = models.BooleanField(default=True, help_text="Reasoning effort / extended thinking.")
     kind = models.CharField(
         max_length=16,
         choices=ModelKind.choices,

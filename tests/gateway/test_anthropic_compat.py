@@ -222,7 +222,15 @@ def test_the_sdk_lists_and_retrieves_models_in_anthropics_format(sdk):
     listed = list(sdk.models.list())
     model = sdk.models.retrieve("claude-3-sonnet")
 
-    assert sorted(m.id for m in listed) == ["claude-3-sonnet", "gpt-3.5-turbo", "gpt-4-turbo", "text-embedding-3-small"]
+    assert sorted(m.id for m in listed) == [
+        "claude-3-sonnet",
+        "claude-sonnet-4",
+        "gpt-3.5-turbo",
+        "gpt-4-turbo",
+        "gpt-4o",
+        "gpt-4o-mini",
+        "text-embedding-3-small",
+    ]
     assert {m.type for m in listed} == {"model"}
     assert (model.id, model.type, model.display_name) == ("claude-3-sonnet", "model", "claude-3-sonnet")
     with pytest.raises(anthropic.NotFoundError) as caught:

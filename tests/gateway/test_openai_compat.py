@@ -181,7 +181,15 @@ def test_models_lists_the_enabled_models(sdk):
 
     listed = list(sdk.models.list())
 
-    assert sorted(m.id for m in listed) == ["claude-3-sonnet", "gpt-3.5-turbo", "gpt-4-turbo", "text-embedding-3-small"]
+    assert sorted(m.id for m in listed) == [
+        "claude-3-sonnet",
+        "claude-sonnet-4",
+        "gpt-3.5-turbo",
+        "gpt-4-turbo",
+        "gpt-4o",
+        "gpt-4o-mini",
+        "text-embedding-3-small",
+    ]
     assert {m.object for m in listed} == {"model"}
     assert {m.id: m.owned_by for m in listed}["claude-3-sonnet"] == "anthropic"
 

@@ -85,7 +85,7 @@ def test_structured_output_parses_into_the_clients_model(sdk, fake_openai):
     fake_openai.configure(text='{"name": "Alice", "age": 30}')
 
     completion = sdk.chat.completions.parse(
-        model="gpt-3.5-turbo", messages=[{"role": "user", "content": "Alice is 30."}], response_format=Person
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Alice is 30."}], response_format=Person
     )
 
     assert completion.choices[0].message.parsed == Person(name="Alice", age=30)
@@ -152,7 +152,34 @@ def test_an_image_reaches_an_openai_model_as_sent_and_is_counted(sdk, fake_opena
     question = [{"role": "user", "content": [{"type": "text", "text": "What is this?"}, picture]}]
     fake_openai.configure(usage=None)  # no usage reported: billed as counted, image included
 
-    sdk.chat.completions.create(model="gpt-3.5-turbo", messages=question, max_tokens=10)
+    sdk.chat.completions.create(model="gpt-4o-mini", messages=question, max_tokens=10)
 
     assert fake_openai.last.json["messages"] == question
     assert UsageRecord.objects.get().prompt_tokens > 1_000  # the image's tokens, at most
+
+
+@pytest.mark.parametrize(
+    "model,fields,named",
+    [
+        (
+            "gpt-3.5-turbo",
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}
+                ]
+            },
+            "images",
+        ),
+        (
+            "gpt-4-turbo",
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "P", "schema": {}}}},
+            "JSON",
+        ),
+        ("gpt-4o", {"reasoning_effort": "low"}, "reasoning"),
+    ],
+)
+def test_a_request_needing_what_the_model_lacks_is_refused_before_the_vendor(sdk, fake_openai, model, fields, named):
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.chat.completions.create(**{"model": model, "messages": QUESTION, **fields})
+    assert named in caught.value.message and model in caught.value.message
+    assert fake_openai.requests == [] and not UsageRecord.objects.exists()
