@@ -51,22 +51,27 @@ def openai_error(error: GatewayError) -> JsonResponse:
     return response
 
 
-def _text(content, index: int, untranslatable: list[str]) -> str:
-    """Message content as text (a string, or the text parts of a list of content parts); what is
-    not text is named in `untranslatable` (an OpenAI-style vendor gets it as it came)."""
+def _text(content, index: int, untranslatable: list[str]) -> str | list[dict]:
+    """Message content for any vendor: a string, or its text and image_url parts (images are
+    translated for Anthropic); any other part is named in `untranslatable` (an OpenAI-style vendor
+    gets it as it came)."""
     if content is None:
         return ""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        texts = []
+        texts, parts = [], []
         for part in content:
             kind = part.get("type") if isinstance(part, dict) else None
             if kind in ("text", "input_text"):
                 texts.append(str(part.get("text", "")))
+                parts.append({"type": "text", "text": str(part.get("text", ""))})
+            elif kind == "image_url" and isinstance(part.get("image_url"), dict):
+                parts.append({"type": "image_url", "image_url": part["image_url"]})
             else:
                 untranslatable.append(f"messages[{index}].content: {kind or 'a part'} parts")
-        return "".join(texts)
+        has_image = any(part["type"] == "image_url" for part in parts)
+        return parts if has_image else "".join(texts)
     raise GatewayError("Message content must be a string or a list of parts.", type="invalid_request", param="messages")
 
 
@@ -121,7 +126,7 @@ def parse_chat_request(raw: bytes) -> tuple[CallParams, bool, bool]:
     needs = set()
     if body.get("tools") or body.get("functions"):
         needs.add("tools")
-    if any("image_url" in item or "image" in item for item in untranslatable):
+    if any(isinstance(m["content"], list) for m in messages) or any("image" in item for item in untranslatable):
         needs.add("vision")
     if isinstance(body.get("response_format"), dict) and body["response_format"].get("type") == "json_schema":
         needs.add("json_schema")

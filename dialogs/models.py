@@ -44,6 +44,9 @@ class Message(models.Model):
     dialog = models.ForeignKey(Dialog, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
+    # A message with images: its text and image_url parts, as sent to the model (`content` keeps
+    # the text alone, for lists and search). Empty for text-only messages.
+    parts = models.JSONField(null=True, blank=True)
     model = models.ForeignKey("llm_models.LLMModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)

@@ -19,6 +19,7 @@ class MessageSerializer(serializers.ModelSerializer):
             "dialog",
             "role",
             "content",
+            "parts",
             "model",
             "prompt_tokens",
             "completion_tokens",
@@ -33,14 +34,39 @@ class MessageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class MessageContentField(serializers.Field):
+    """Text, or a list of parts as OpenAI's API takes them: {"type": "text", "text": ...} and
+    {"type": "image_url", "image_url": {"url": "https://..." or "data:image/png;base64,..."}}."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            if len(data) > 1_000_000:
+                raise serializers.ValidationError("At most 1,000,000 characters.")
+            return data
+        if not isinstance(data, list) or not data:
+            raise serializers.ValidationError("Text, or a non-empty list of text and image_url parts.")
+        for part in data:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                continue
+            url = (part.get("image_url") or {}).get("url") if kind == "image_url" else None
+            if not (isinstance(url, str) and url.startswith(("https://", "http://", "data:image/"))):
+                raise serializers.ValidationError("Each part is text or an image_url with an http(s) or data: URL.")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
 class MessageCreateSerializer(serializers.Serializer):
-    content = serializers.CharField(max_length=1_000_000, trim_whitespace=False)
+    content = MessageContentField()
     stream = serializers.BooleanField(default=False)
     max_tokens = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     temperature = serializers.FloatField(min_value=0, max_value=2, required=False, allow_null=True)
 
     def validate_content(self, value):
-        if not value.strip():
+        text = value if isinstance(value, str) else "".join(p.get("text", "") for p in value if p["type"] == "text")
+        if isinstance(value, str) and not text.strip():
             raise serializers.ValidationError("Must not be blank.")
         return value
 

@@ -51,18 +51,18 @@ def _history(dialog: Dialog) -> list[dict]:
     rows = (
         Message.objects.filter(dialog=dialog)
         .exclude(status=MessageStatus.ERROR, role=Role.ASSISTANT)
-        .exclude(content="")
+        .exclude(content="", parts__isnull=True)
         .order_by("created_at", "id")
-        .values_list("role", "content")
+        .values_list("role", "content", "parts")
     )
-    return [{"role": role, "content": content} for role, content in rows]
+    return [{"role": role, "content": parts or content} for role, content, parts in rows]
 
 
 def message_prepare(
     *,
     user: User,
     dialog_id: int,
-    content: str,
+    content: str | list[dict],
     max_tokens: int | None = None,
     temperature: float | None = None,
     api_key: APIKey | None = None,
@@ -72,6 +72,8 @@ def message_prepare(
     if dialog is None:
         raise GatewayError("No such dialog.", status=404, type="not_found")
     model, agent = model_enabled(dialog.model), dialog.agent
+    if isinstance(content, list) and not model.supports_vision:
+        raise GatewayError(f"{model.name} does not support images.", type="invalid_request", param="content")
     max_tokens = max_tokens_checked(model, max_tokens if max_tokens is not None else agent and agent.max_tokens or None)
     if temperature is None and agent is not None:
         temperature = agent.temperature
@@ -97,7 +99,13 @@ def message_prepare(
     )
     try:
         with transaction.atomic():
-            user_message = Message.objects.create(dialog=dialog, role=Role.USER, content=content, model=model)
+            user_message = Message.objects.create(
+                dialog=dialog,
+                role=Role.USER,
+                content=content if isinstance(content, str) else "".join(p.get("text", "") for p in content),
+                parts=content if isinstance(content, list) else None,
+                model=model,
+            )
             Dialog.objects.filter(pk=dialog.pk).update(updated_at=timezone.now())
     except BaseException:
         reservation_release(reservation=call.admission.reservation)

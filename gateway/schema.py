@@ -52,7 +52,10 @@ MESSAGE_CREATE = {
     "type": "object",
     "required": ["content"],
     "properties": {
-        "content": {"type": "string"},
+        "content": {
+            "description": "Text, or a list of parts: {type: text, text} and {type: image_url, image_url: {url}}.",
+            "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}],
+        },
         "stream": {"type": "boolean", "default": False},
         "max_tokens": {"type": "integer", "minimum": 1, "nullable": True},
         "temperature": {"type": "number", "minimum": 0, "maximum": 2, "nullable": True},

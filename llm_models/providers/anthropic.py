@@ -45,20 +45,51 @@ SAMPLING = ("temperature", "top_p", "top_k")
 OPENING_USER_TURN = "..."
 
 
+def _image_block(url: str) -> dict:
+    """An OpenAI image_url (a link, or a data: URL) as Anthropic's image block."""
+    if url.startswith("data:"):
+        header, _, data = url.partition(",")
+        media_type = header[len("data:") :].split(";")[0]
+        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+def _anthropic_content(content: str | list[dict]) -> str | list[dict]:
+    """A message's content (a string, or OpenAI-style text and image_url parts) in Anthropic's terms."""
+    if isinstance(content, str):
+        return content
+    blocks = []
+    for part in content:
+        if part.get("type") == "image_url":
+            blocks.append(_image_block(str((part.get("image_url") or {}).get("url", ""))))
+        else:
+            blocks.append({"type": "text", "text": str(part.get("text", ""))})
+    return blocks
+
+
+def _joined(first: str | list[dict], second: str | list[dict]) -> str | list[dict]:
+    """Two turns' contents as one (Anthropic requires strict alternation)."""
+    if isinstance(first, str) and isinstance(second, str):
+        return first + "\n\n" + second
+    as_blocks = [[{"type": "text", "text": c}] if isinstance(c, str) else c for c in (first, second)]
+    return as_blocks[0] + as_blocks[1]
+
+
 def to_anthropic(messages: list[dict]) -> tuple[str, list[dict]]:
-    """OpenAI-style messages -> (system prompt, alternating user/assistant turns)."""
+    """OpenAI-style messages (text, or text and image_url parts) -> (system prompt, alternating
+    user/assistant turns)."""
     system: list[str] = []
     turns: list[dict] = []
     for message in messages:
-        role, content = message["role"], message["content"]
+        role, content = message["role"], _anthropic_content(message["content"])
         if role == "system":
-            system.append(content)
+            system.append(content if isinstance(content, str) else "".join(b.get("text", "") for b in content))
             continue
         if not content:
             continue  # Claude refuses an empty turn (an OpenAI history may hold one)
         role = "assistant" if role == "assistant" else "user"
         if turns and turns[-1]["role"] == role:  # the API requires strict alternation
-            turns[-1]["content"] += "\n\n" + content
+            turns[-1]["content"] = _joined(turns[-1]["content"], content)
         else:
             turns.append({"role": role, "content": content})
     if not turns or turns[0]["role"] != "user":

@@ -161,3 +161,40 @@ def test_the_history_is_listed_oldest_first(alice_client, gpt4_turbo_dialog, fak
     rows = alice_client.get(f"/api/dialogs/{gpt4_turbo_dialog.pk}/messages/").json()["results"]
     assert [(r["role"], r["content"]) for r in rows][::2] == [("user", "one"), ("user", "two")]
     assert rows[1]["role"] == "assistant" and rows[1]["model"] == "gpt-4-turbo"
+
+
+@pytest.mark.parametrize(
+    "model_name,fake_name", [("gpt-4o-mini", "fake_openai"), ("claude-3-sonnet", "fake_anthropic")]
+)
+def test_a_message_with_an_image_is_stored_and_sent_with_the_history(
+    request, alice, alice_client, seeded, model_name, fake_name
+):
+    fake = request.getfixturevalue(fake_name)
+    dialog = make_dialog(alice, model=model_name)
+    parts = [
+        {"type": "text", "text": "What is in this picture?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+    ]
+
+    first = send(alice_client, dialog, parts)
+    send(alice_client, dialog, "And its colour?")
+
+    assert first.status_code == 201
+    stored = Message.objects.filter(role="user").order_by("id").first()
+    assert (stored.content, stored.parts) == ("What is in this picture?", parts)
+    assert first.json()["user_message"]["parts"] == parts
+    sent_first_turn = fake.last.json["messages"][0]["content"]
+    if fake_name == "fake_openai":
+        assert sent_first_turn == parts
+    else:
+        assert sent_first_turn[1] == {
+            "type": "image",
+            "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="},
+        }
+
+
+def test_an_image_for_a_model_without_vision_is_refused_and_not_stored(alice, alice_client, gpt35, fake_openai):
+    parts = [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]
+    response = send(alice_client, make_dialog(alice, model=gpt35), parts)
+    assert response.status_code == 400 and "images" in response.json()["error"]["message"]
+    assert not Message.objects.exists() and fake_openai.requests == []

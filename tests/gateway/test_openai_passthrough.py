@@ -123,20 +123,6 @@ def test_n_replies_are_all_held_on_the_quota(sdk, alice, fake_openai):
         ({"tools": [WEATHER]}, "tools"),
         ({"response_format": {"type": "json_object"}}, "response_format"),
         ({"logprobs": True}, "logprobs"),
-        (
-            {
-                "messages": [
-                    {
-                        "role": "user",
-                        "content": [
-                            {"type": "text", "text": "What is this?"},
-                            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
-                        ],
-                    }
-                ]
-            },
-            "image_url",
-        ),
     ],
 )
 def test_what_cannot_reach_a_vendor_of_another_format_is_refused_by_name(sdk, fake_anthropic, fields, named):
@@ -183,3 +169,25 @@ def test_a_request_needing_what_the_model_lacks_is_refused_before_the_vendor(sdk
         sdk.chat.completions.create(**{"model": model, "messages": QUESTION, **fields})
     assert named in caught.value.message and model in caught.value.message
     assert fake_openai.requests == [] and not UsageRecord.objects.exists()
+
+
+def test_an_image_is_translated_for_claude(sdk, fake_anthropic):
+    question = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Compare these."},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+            ],
+        }
+    ]
+
+    sdk.chat.completions.create(model="claude-3-sonnet", messages=question, max_tokens=20)
+
+    assert fake_anthropic.last.json["messages"][0]["content"] == [
+        {"type": "text", "text": "Compare these."},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+    ]
+    assert UsageRecord.objects.get().status == "ok"
