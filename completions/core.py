@@ -277,16 +277,13 @@ def prompt_tokens_count(http_request: HttpRequest, params: CallParams) -> int:
     except exceptions.APIException as exc:
         raise from_api_exception(exc) from exc
     model = model_for_call(params.model)
-    return count_messages(model.provider, model.provider_model, params.messages)
+    return _vendor_request(params, model)[2]
 
 
-def call_prepare(http_request: HttpRequest, params: CallParams, *, endpoint: str) -> Call:
-    """Sync (run it with db_phase): who is calling, which model, admission. Raises GatewayError."""
-    try:
-        user, api_key = authenticate_request(http_request, reserves_on_key=True)
-    except exceptions.APIException as exc:
-        raise from_api_exception(exc) from exc
-    model = model_for_call(params.model)
+def _vendor_request(params: CallParams, model: LLMModel) -> tuple[dict[str, Any], int, int]:
+    """What goes to `model`'s vendor over the translated messages (the request as it came, when
+    it speaks the client's format), how many replies it asks for, and its prompt tokens as
+    counted; or the 400 naming what the model or its vendor cannot take."""
     lacking = sorted(need for need in params.needs if not getattr(model, f"supports_{need}"))
     if lacking:
         raise GatewayError(
@@ -294,11 +291,12 @@ def call_prepare(http_request: HttpRequest, params: CallParams, *, endpoint: str
             type="invalid_request",
             param="model",
         )
-    messages, extra, counted = params.messages, {}, params.messages
+    extra: dict[str, Any] = {}
+    counted = params.messages
     if params.speaks_like(model):
         # Relayed as it came, over the translation (billing.admission holds what it may cost).
         extra = params.forwarded
-        counted = params.counted or params.forwarded.get("messages", messages)
+        counted = params.counted or params.forwarded.get("messages", params.messages)
     elif params.untranslatable:
         names = ", ".join(params.untranslatable)
         raise GatewayError(
@@ -313,11 +311,22 @@ def call_prepare(http_request: HttpRequest, params: CallParams, *, endpoint: str
     prompt_tokens = count_messages(model.provider, model.provider_model, counted) + count_definitions(
         model.provider, model.provider_model, definitions
     )
+    return extra, choices, prompt_tokens
+
+
+def call_prepare(http_request: HttpRequest, params: CallParams, *, endpoint: str) -> Call:
+    """Sync (run it with db_phase): who is calling, which model, admission. Raises GatewayError."""
+    try:
+        user, api_key = authenticate_request(http_request, reserves_on_key=True)
+    except exceptions.APIException as exc:
+        raise from_api_exception(exc) from exc
+    model = model_for_call(params.model)
+    extra, choices, prompt_tokens = _vendor_request(params, model)
     call = call_admit(
         user=user,
         api_key=api_key,
         model=model,
-        messages=messages,
+        messages=params.messages,
         prompt_tokens=prompt_tokens,
         max_tokens=max_tokens_checked(model, params.max_tokens),
         max_tokens_param=params.max_tokens_param,

@@ -393,3 +393,13 @@ def test_a_stream_cut_before_any_text_is_retried_and_the_client_sees_one_clean_m
     assert events.count("message_start") == 1
     assert message.content[0].text == "Hello again." and message.usage.output_tokens == 3
     assert UsageRecord.objects.get().completion_tokens == 3
+
+
+def test_counting_tokens_counts_what_claude_will_read_images_and_tools_included(sdk):
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+    plain = sdk.messages.count_tokens(model="claude-3-sonnet", messages=HELLO).input_tokens
+    with_image = sdk.messages.count_tokens(
+        model="claude-3-sonnet", messages=[{"role": "user", "content": [image, {"type": "text", "text": "Say hello"}]}]
+    ).input_tokens
+    with_tools = sdk.messages.count_tokens(model="claude-3-sonnet", messages=HELLO, tools=[WEATHER_TOOL]).input_tokens
+    assert with_image > plain + 1_000 and with_tools > plain
