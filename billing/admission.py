@@ -74,26 +74,19 @@ def completion_admit(
     `max_tokens` but do for the prompt and a shorter reply (MIN_REPLY_TOKENS at least), the
     reply's allowance shrinks to fit (Admission.max_tokens) instead of the request being refused.
     """
+
+    def hold(reply_tokens: int) -> tuple[Reservation, _Limits, _Limits]:
+        cost = model.worst_cost(prompt_tokens, reply_tokens)
+        return _hold(user=user, api_key=api_key, model=model, tokens=prompt_tokens + reply_tokens, cost=cost)
+
     try:
-        reservation, key_limits, user_limits = _hold(
-            user=user,
-            api_key=api_key,
-            model=model,
-            tokens=prompt_tokens + max_tokens,
-            cost=model.worst_cost(prompt_tokens, max_tokens),
-        )
+        reservation, key_limits, user_limits = hold(max_tokens)
     except QuotaExceeded:
         room = _reply_room(user=user, api_key=api_key, model=model, prompt_tokens=prompt_tokens) if shrinkable else 0
         if not MIN_REPLY_TOKENS <= room < max_tokens:
             raise
         max_tokens = room
-        reservation, key_limits, user_limits = _hold(
-            user=user,
-            api_key=api_key,
-            model=model,
-            tokens=prompt_tokens + max_tokens,
-            cost=model.worst_cost(prompt_tokens, max_tokens),
-        )
+        reservation, key_limits, user_limits = hold(max_tokens)
     try:
         if api_key is not None:
             rate_limit_check(

@@ -18,6 +18,7 @@ from common.request_ids import request_id_of
 from completions.core import Call, CallParams, call_complete, call_prepare, call_stream_open, prompt_tokens_count
 from llm_models.models import ProviderKind
 from llm_models.providers.base import Chunk, Usage
+from llm_models.providers.tokens import has_images
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -149,7 +150,7 @@ def parse_messages_request(raw: bytes) -> tuple[CallParams, bool]:
             need
             for need, wanted in (
                 ("tools", bool(body.get("tools"))),
-                ("vision", any("image blocks" in item for item in untranslatable)),
+                ("vision", has_images(raw_messages)),
                 ("reasoning", bool(body.get("thinking"))),
             )
             if wanted

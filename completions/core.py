@@ -421,6 +421,21 @@ async def call_stream(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
     parts: list[str] = []  # the text, stored as the reply
     tool_parts: list[str] = []  # tool calls: billed with the text when the vendor reports no usage
     usage, request_id, finish_reason, stop_sequence = None, "", None, None
+
+    def ended(status: str, error: ProviderError | None = None) -> Outcome:
+        """The outcome of the stream so far, however it ended."""
+        text, tool_text = "".join(parts), "".join(tool_parts)
+        return _outcome(
+            call,
+            status=status,
+            started=started,
+            text=text,
+            tool_text=tool_text,
+            usage=usage,
+            request_id=request_id,
+            error=error,
+        )
+
     try:
         async for chunk in stream_with_retries(get_provider(call.model), call.request):
             request_id = chunk.request_id or request_id
@@ -433,41 +448,14 @@ async def call_stream(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
                 yield Chunk(text=chunk.text, raw=chunk.raw, request_id=request_id)
     except ProviderError as error:
         status = UsageStatus.INCOMPLETE if any(parts) or any(tool_parts) else UsageStatus.ERROR
-        outcome = _outcome(
-            call,
-            status=status,
-            started=started,
-            text="".join(parts),
-            tool_text="".join(tool_parts),
-            usage=usage,
-            request_id=request_id,
-            error=error,
-        )
-        await db_phase(_settle, call, outcome)
+        await db_phase(_settle, call, ended(status, error))
         yield from_provider_error(error)
         return
     except BaseException:
         # The client hung up (CancelledError / GeneratorExit): keep and bill what was produced.
-        outcome = _outcome(
-            call,
-            status=UsageStatus.INCOMPLETE,
-            started=started,
-            text="".join(parts),
-            tool_text="".join(tool_parts),
-            usage=usage,
-            request_id=request_id,
-        )
-        await asyncio.shield(db_phase(_settle, call, outcome))
+        await asyncio.shield(db_phase(_settle, call, ended(UsageStatus.INCOMPLETE)))
         raise
-    outcome = _outcome(
-        call,
-        status=UsageStatus.OK,
-        started=started,
-        text="".join(parts),
-        tool_text="".join(tool_parts),
-        usage=usage,
-        request_id=request_id,
-    )
+    outcome = ended(UsageStatus.OK)
     outcome.finish_reason, outcome.stop_sequence = finish_reason or FinishReason.STOP, stop_sequence
     await db_phase(_settle, call, outcome)
     yield Chunk(

@@ -19,6 +19,7 @@ from common.errors import GatewayError, json_object
 from completions.core import Call, CallParams, call_complete, call_prepare, call_stream_open
 from llm_models.models import ProviderKind
 from llm_models.providers.base import Chunk, Usage
+from llm_models.providers.tokens import has_images
 
 # OpenAI's error `type` is a broad class, by status; its `code` says exactly what (here the
 # gateway's own type: model_not_found, context_length_exceeded, quota_exceeded, ...).
@@ -126,7 +127,7 @@ def parse_chat_request(raw: bytes) -> tuple[CallParams, bool, bool]:
     needs = set()
     if body.get("tools") or body.get("functions"):
         needs.add("tools")
-    if any(isinstance(m["content"], list) for m in messages) or any("image" in item for item in untranslatable):
+    if has_images(raw_messages):
         needs.add("vision")
     if isinstance(body.get("response_format"), dict) and body["response_format"].get("type") == "json_schema":
         needs.add("json_schema")

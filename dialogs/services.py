@@ -32,6 +32,7 @@ from completions.core import (
 from dialogs.context import fit_to_context
 from dialogs.models import Dialog, Message, MessageStatus, Role
 from dialogs.serializers import message_data
+from llm_models.providers.tokens import has_images
 
 
 @dataclass
@@ -72,7 +73,7 @@ def message_prepare(
     if dialog is None:
         raise GatewayError("No such dialog.", status=404, type="not_found")
     model, agent = model_enabled(dialog.model), dialog.agent
-    if isinstance(content, list) and not model.supports_vision:
+    if has_images([{"content": content}]) and not model.supports_vision:
         raise GatewayError(f"{model.name} does not support images.", type="invalid_request", param="content")
     max_tokens = max_tokens_checked(model, max_tokens if max_tokens is not None else agent and agent.max_tokens or None)
     if temperature is None and agent is not None:

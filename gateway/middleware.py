@@ -7,8 +7,10 @@ from common.errors import error_body
 from common.request_ids import request_id_of
 
 
-class BodySizeLimitMiddleware:
-    """Answer 413 for bodies over MAX_REQUEST_BODY_BYTES before anything reads them."""
+class _Middleware:
+    """A middleware Django runs natively in either mode (no thread hop under ASGI): a subclass
+    says what to answer before the view (`before`: a response, or None to go on) and what to do
+    to every answer (`after`)."""
 
     sync_capable = True
     async_capable = True
@@ -19,7 +21,25 @@ class BodySizeLimitMiddleware:
         if self.is_async:
             markcoroutinefunction(self)
 
-    def _too_big(self, request):
+    def __call__(self, request):
+        if self.is_async:
+            return self.__acall__(request)
+        return self.after(request, self.before(request) or self.get_response(request))
+
+    async def __acall__(self, request):
+        return self.after(request, self.before(request) or await self.get_response(request))
+
+    def before(self, request):
+        return None
+
+    def after(self, request, response):
+        return response
+
+
+class BodySizeLimitMiddleware(_Middleware):
+    """Answer 413 for bodies over MAX_REQUEST_BODY_BYTES before anything reads them."""
+
+    def before(self, request):
         # Read per request (a cheap attribute lookup) so an overridden setting takes effect.
         limit: int = settings.MAX_REQUEST_BODY_BYTES
         try:
@@ -30,14 +50,6 @@ class BodySizeLimitMiddleware:
             message = f"The request body is {length} bytes; the limit is {limit}."
             return JsonResponse(error_body("request_too_large", message), status=413)
         return None
-
-    def __call__(self, request):
-        if self.is_async:
-            return self.__acall__(request)
-        return self._too_big(request) or self.get_response(request)
-
-    async def __acall__(self, request):
-        return self._too_big(request) or await self.get_response(request)
 
 
 class APIHeadersMiddleware:
@@ -58,28 +70,10 @@ class APIHeadersMiddleware:
         return self.security.process_response(request, response)
 
 
-class RequestIdMiddleware:
+class RequestIdMiddleware(_Middleware):
     """Give each request the gateway's id (common.request_ids) and return it in `x-request-id`,
     on every answer, errors included. First in the chain, so nothing answers without it."""
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request):
-        if self.is_async:
-            return self.__acall__(request)
-        return self._tagged(request, self.get_response(request))
-
-    async def __acall__(self, request):
-        return self._tagged(request, await self.get_response(request))
-
-    @staticmethod
-    def _tagged(request, response):
+    def after(self, request, response):
         response["x-request-id"] = request_id_of(request)
         return response

@@ -99,6 +99,18 @@ def count_text(provider: str, provider_model: str, text: str) -> int:
 # of the image scaled to fit 2048 x 768; the largest comes to 1,105). Counted whatever its size,
 # since the gateway does not decode images.
 IMAGE_TOKENS = 1_105
+# Content parts that are images: OpenAI's image_url (and input_image), Anthropic's image block.
+IMAGE_PARTS = ("image_url", "image", "input_image")
+
+
+def has_images(messages: list) -> bool:
+    """Whether any message's content holds an image (of either vendor's format)."""
+    return any(
+        isinstance(part, dict) and part.get("type") in IMAGE_PARTS
+        for message in messages
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for part in message["content"]
+    )
 
 
 def _parts_of(content: object) -> tuple[str, int]:
@@ -110,7 +122,7 @@ def _parts_of(content: object) -> tuple[str, int]:
         for part in content:
             if not isinstance(part, dict):
                 continue
-            if part.get("type") in ("image_url", "image", "input_image"):
+            if part.get("type") in IMAGE_PARTS:
                 images += 1
             elif "text" in part:
                 texts.append(str(part["text"]))

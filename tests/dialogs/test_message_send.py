@@ -198,3 +198,10 @@ def test_an_image_for_a_model_without_vision_is_refused_and_not_stored(alice, al
     response = send(alice_client, make_dialog(alice, model=gpt35), parts)
     assert response.status_code == 400 and "images" in response.json()["error"]["message"]
     assert not Message.objects.exists() and fake_openai.requests == []
+
+
+def test_text_parts_alone_need_no_vision(alice, alice_client, gpt35, fake_openai):
+    parts = [{"type": "text", "text": "Hello "}, {"type": "text", "text": "there"}]
+    response = send(alice_client, make_dialog(alice, model=gpt35), parts)
+    assert response.status_code == 201
+    assert Message.objects.get(role="user").content == "Hello there"
