@@ -29,11 +29,8 @@ def usage_settle(
     reservation: Reservation,
     user: User,
     model: LLMModel,
-    prompt_tokens: int,
-    completion_tokens: int,
+    usage: Usage,
     status: str,
-    cached_tokens: int = 0,
-    cache_write_tokens: int = 0,
     request_id: str = "",
     gateway_request_id: str = "",
     endpoint: str = Endpoint.DIALOGS,
@@ -42,7 +39,9 @@ def usage_settle(
 ) -> Settlement:
     """Bill the actual usage: a usage record, the daily aggregate, and the quota (and the key)
     moved from reserved to used. Zero tokens (a vendor error) simply releases the reservation."""
-    cost = model.cost(prompt_tokens, completion_tokens, cached=cached_tokens, cache_written=cache_write_tokens)
+    cost = model.cost(
+        usage.prompt_tokens, usage.completion_tokens, cached=usage.cached_tokens, cache_written=usage.cache_write_tokens
+    )
     now = timezone.now()
     statements().settle(
         SettleParams(
@@ -54,10 +53,10 @@ def usage_settle(
             model=model.pk,
             model_name=model.name,
             endpoint=endpoint,
-            prompt=prompt_tokens,
-            completion=completion_tokens,
-            cached=cached_tokens,
-            cache_written=cache_write_tokens,
+            prompt=usage.prompt_tokens,
+            completion=usage.completion_tokens,
+            cached=usage.cached_tokens,
+            cache_written=usage.cache_write_tokens,
             cost=cost,
             status=status,
             request_id=request_id[:200],
@@ -66,7 +65,7 @@ def usage_settle(
             day=now.date(),
         )
     )
-    return Settlement(prompt_tokens, completion_tokens, cost)
+    return Settlement(usage.prompt_tokens, usage.completion_tokens, cost)
 
 
 def billed_usage(admission: Admission, *, usage: Usage | None = None, text: str = "") -> Usage:
@@ -94,15 +93,11 @@ def completion_settle(
 ) -> Settlement:
     """Bill the call (billed_usage): the reservation given back, the actual usage recorded."""
     billed = billed_usage(admission, usage=usage, text=text)
-    prompt, completion = billed.prompt_tokens, billed.completion_tokens
     settlement = usage_settle(
         reservation=admission.reservation,
         user=admission.user,
         model=admission.model,
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        cached_tokens=billed.cached_tokens,
-        cache_write_tokens=billed.cache_write_tokens,
+        usage=billed,
         status=status,
         request_id=request_id,
         gateway_request_id=gateway_request_id,
@@ -114,7 +109,7 @@ def completion_settle(
     # tokens per minute are limited: elsewhere nothing counts them). After COMMIT (at once outside
     # a transaction): not a Redis round trip while the settled rows are locked, and a Redis
     # failure is logged, never a rollback of the reply and its bill.
-    unseen = prompt + completion - admission.prompt_tokens
+    unseen = billed.total_tokens - admission.prompt_tokens
     subjects = [f"user:{admission.user.pk}"] if admission.user_tokens_per_minute else []
     if admission.key_tokens_per_minute and admission.api_key is not None:
         subjects.append(f"key:{admission.api_key.pk}")

@@ -9,6 +9,7 @@ from billing.admission import QuotaExceeded, reservations_release_stale
 from billing.models import DailyUsage, Quota, Reservation, UsageRecord
 from billing.quotas import quota_get
 from billing.settlement import usage_settle
+from llm_models.providers.base import Usage
 from tests.factories import make_key, reserve, set_quota
 
 pytestmark = pytest.mark.django_db
@@ -55,7 +56,7 @@ def test_unlimited_users_are_never_refused(alice):
 def test_settling_moves_the_reservation_into_used_and_records_usage(alice, gpt35):
     set_quota(alice, token_limit=1000)
     reservation = reserve(alice, 600, Decimal("0.5"))
-    usage_settle(reservation=reservation, user=alice, model=gpt35, prompt_tokens=100, completion_tokens=50, status="ok")
+    usage_settle(reservation=reservation, user=alice, model=gpt35, usage=Usage(100, 50), status="ok")
     quota = Quota.objects.get(user=alice)
     assert (quota.used_tokens, quota.reserved_tokens, quota.reserved_usd) == (150, 0, 0)
     assert quota.used_usd == gpt35.cost(100, 50) == Decimal("0.000125")
@@ -69,7 +70,7 @@ def test_settling_moves_the_reservation_into_used_and_records_usage(alice, gpt35
 def test_a_failed_request_gives_its_reservation_back(alice, gpt35):
     set_quota(alice, token_limit=1000)
     reservation = reserve(alice, 900)
-    usage_settle(reservation=reservation, user=alice, model=gpt35, prompt_tokens=0, completion_tokens=0, status="error")
+    usage_settle(reservation=reservation, user=alice, model=gpt35, usage=Usage(0, 0), status="error")
 
     quota = Quota.objects.get(user=alice)
     assert (quota.used_tokens, quota.reserved_tokens, quota.used_usd) == (0, 0, 0)
@@ -96,7 +97,7 @@ def test_settling_a_reservation_already_released_does_not_free_it_twice(alice, g
     reservation = reserve(alice, 500)
     Reservation.objects.filter(pk=reservation.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert reservations_release_stale(user=alice) == 1
-    usage_settle(reservation=reservation, user=alice, model=gpt35, prompt_tokens=10, completion_tokens=10, status="ok")
+    usage_settle(reservation=reservation, user=alice, model=gpt35, usage=Usage(10, 10), status="ok")
     quota = Quota.objects.get(user=alice)
     assert (quota.used_tokens, quota.reserved_tokens) == (20, 0)
 
@@ -132,7 +133,7 @@ def test_a_key_deleted_mid_request_still_settles_on_the_quota(alice, gpt35):
     key, _ = make_key(alice, name="deleted mid-request")
     reservation = reserve(alice, 600, api_key=key, model=gpt35)
     key.delete()
-    usage_settle(reservation=reservation, user=alice, model=gpt35, prompt_tokens=100, completion_tokens=50, status="ok")
+    usage_settle(reservation=reservation, user=alice, model=gpt35, usage=Usage(100, 50), status="ok")
     quota = Quota.objects.get(user=alice)
     assert (quota.used_tokens, quota.reserved_tokens) == (150, 0)
     record = UsageRecord.objects.get(user=alice)
