@@ -490,17 +490,20 @@ async def call_stream_open(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
 # --- embeddings ------------------------------------------------------------------------------
 
 
+INPUT_SHAPE = "'input' must be a string, a list of strings or of token arrays."
+
+
 def _embedding_inputs(value: Any) -> list[str | list[int]]:
     """The client's `input` as a list of texts or token arrays, or a 400."""
     if isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(t, int) for t in value)):
         value = [value]
     if not isinstance(value, list) or not value:
-        raise GatewayError("'input' must be a string, a list of strings or of token arrays.", param="input")
+        raise GatewayError(INPUT_SHAPE, type="invalid_request", param="input")
     for item in value:
         text = isinstance(item, str)
         tokens = isinstance(item, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in item)
         if not (text or tokens) or not item:
-            raise GatewayError("'input' must be a string, a list of strings or of token arrays.", param="input")
+            raise GatewayError(INPUT_SHAPE, type="invalid_request", param="input")
     return value
 
 

@@ -54,3 +54,11 @@ def test_a_chat_model_cannot_embed_nor_an_embedding_model_chat(sdk, fake_openai,
     response = alice_client.post("/api/dialogs/", {"model": "text-embedding-3-small"}, format="json")
     assert response.status_code == 400 and not Dialog.objects.exists()
     assert fake_openai.requests == []
+
+
+@pytest.mark.parametrize("given", [5, [], [1.5], ["text", ""], None])
+def test_input_of_the_wrong_shape_is_a_bad_request_naming_it(sdk, fake_openai, given):
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.embeddings.create(model="text-embedding-3-small", input=given)
+    assert (caught.value.code, caught.value.param) == ("invalid_request", "input")
+    assert fake_openai.requests == [] and not UsageRecord.objects.exists()
