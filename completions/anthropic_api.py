@@ -15,7 +15,15 @@ from django.views.decorators.csrf import csrf_exempt
 from common.db import db_phase
 from common.errors import GatewayError, json_object
 from common.request_ids import request_id_of
-from completions.core import Call, CallParams, call_complete, call_prepare, call_stream_open, prompt_tokens_count
+from completions.core import (
+    Call,
+    CallParams,
+    Outcome,
+    call_complete,
+    call_prepare,
+    call_stream_open,
+    prompt_tokens_count,
+)
 from llm_models.models import ProviderKind
 from llm_models.providers.base import Chunk, Usage
 from llm_models.providers.tokens import has_images
@@ -68,22 +76,136 @@ def anthropic_error(error: GatewayError) -> JsonResponse:
     return response
 
 
-def _texts(content, where: str, untranslatable: list[str]) -> list[str]:
-    """The text of each text block of `content` (a string is one block); other blocks (images,
-    tool use and results, documents) are named in `untranslatable`: Anthropic gets them as they
-    came, a vendor of another format cannot."""
-    if isinstance(content, str):
-        return [content]
+def _image_part(block: dict, where: str, untranslatable: list[str]) -> dict | None:
+    """An image block as OpenAI's image_url part (base64 as a data: URL), or None (named)."""
+    source = block["source"] if isinstance(block.get("source"), dict) else {}
+    if source.get("type") == "base64":
+        url = f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
+    elif source.get("type") == "url":
+        url = str(source.get("url", ""))
+    else:
+        untranslatable.append(f"{where}: images from a {source.get('type') or 'missing'} source")
+        return None
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _tool_result_text(block: dict, where: str, untranslatable: list[str]) -> str:
+    """A tool_result's content as the text of an OpenAI tool message (an error says so)."""
+    content = block.get("content")
     if isinstance(content, list):
         texts = []
-        for block in content:
-            kind = block.get("type") if isinstance(block, dict) else None
-            if kind == "text":
-                texts.append(str(block.get("text", "")))
+        for part in content:
+            if isinstance(part, dict) and part.get("type") == "text":
+                texts.append(str(part.get("text", "")))
             else:
-                untranslatable.append(f"{where}: {kind or 'a'} blocks")
-        return texts
-    raise GatewayError(f"{where} must be a string or a list of content blocks.", type="invalid_request")
+                kind = part.get("type") if isinstance(part, dict) else None
+                untranslatable.append(f"{where}: {kind or 'untyped'} blocks in a tool result")
+        content = "".join(texts)
+    text = "" if content is None else str(content)
+    return f"Error: {text}" if block.get("is_error") else text
+
+
+def _neutral_messages(role: str, content: object, where: str, untranslatable: list[str]) -> list[dict]:
+    """One Anthropic message as neutral (OpenAI-style) ones: a user turn's tool results become
+    tool messages (first: OpenAI wants them right after the calls), its text and images a user
+    message; an assistant turn's tool_use blocks become its tool_calls."""
+    if isinstance(content, str):
+        return [{"role": role, "content": content}]
+    if not isinstance(content, list):
+        raise GatewayError(f"{where}: content must be a string or a list of content blocks", type="invalid_request")
+    results, parts, calls = [], [], []
+    for block in content:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            parts.append({"type": "text", "text": str(block.get("text", ""))})
+        elif kind == "image" and role == "user":
+            if part := _image_part(block, where, untranslatable):
+                parts.append(part)
+        elif kind == "tool_result" and role == "user":
+            result = _tool_result_text(block, where, untranslatable)
+            results.append({"role": "tool", "tool_call_id": str(block.get("tool_use_id", "")), "content": result})
+        elif kind == "tool_use" and role == "assistant":
+            arguments = json.dumps(block.get("input") or {}, ensure_ascii=False)
+            function = {"name": str(block.get("name", "")), "arguments": arguments}
+            calls.append({"id": str(block.get("id", "")), "type": "function", "function": function})
+        elif kind in ("thinking", "redacted_thinking") and role == "assistant":
+            continue  # Claude's own record of its thoughts: OpenAI keeps none in the history
+        else:
+            untranslatable.append(f"{where}: {kind or 'untyped'} blocks")
+    message: dict = {"role": role, "content": "".join(part["text"] for part in parts if part["type"] == "text")}
+    if any(part["type"] != "text" for part in parts):
+        message["content"] = parts
+    if calls:
+        message["tool_calls"] = calls
+    return results + ([message] if parts or calls or not results else [])
+
+
+def _tool(tool: object, index: int, untranslatable: list[str]) -> dict | None:
+    """A client tool as OpenAI's function tool; a server tool (web search, code execution, ...)
+    runs at Anthropic only (named)."""
+    if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+        raise GatewayError(f"tools.{index}: a tool needs a name", type="invalid_request")
+    if tool.get("type") not in (None, "custom"):
+        untranslatable.append(f"tools.{index}: {tool['type']} tools")
+        return None
+    function = {"name": tool["name"], "parameters": tool.get("input_schema") or {"type": "object"}}
+    for name in ("description", "strict"):
+        if tool.get(name) is not None:
+            function[name] = tool[name]
+    return {"type": "function", "function": function}
+
+
+def _tool_choice(choice: object, options: dict) -> None:
+    if not isinstance(choice, dict):
+        raise GatewayError("tool_choice: must be an object with a type", type="invalid_request")
+    kind = choice.get("type")
+    if kind == "tool":
+        options["tool_choice"] = {"type": "function", "function": {"name": str(choice.get("name", ""))}}
+    elif kind in ("auto", "any", "none"):
+        options["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[kind]
+    else:
+        raise GatewayError("tool_choice.type: must be auto, any, tool or none", type="invalid_request")
+    if choice.get("disable_parallel_tool_use"):
+        options["parallel_tool_calls"] = False
+
+
+# Claude's effort -> OpenAI's reasoning_effort; a thinking budget -> the effort it buys, at most.
+EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh", "max": "xhigh"}
+BUDGET_EFFORTS = ((4_096, "low"), (16_384, "medium"))
+
+
+def _options(body: dict, untranslatable: list[str]) -> dict:
+    """tools, tool_choice, output_config and thinking as the neutral options (OpenAI's names)."""
+    options: dict = {}
+    if body.get("tools") is not None:
+        if not isinstance(body["tools"], list):
+            raise GatewayError("tools: must be a list", type="invalid_request")
+        tools = [_tool(tool, index, untranslatable) for index, tool in enumerate(body["tools"])]
+        options["tools"] = [tool for tool in tools if tool]
+    if body.get("tool_choice") is not None:
+        _tool_choice(body["tool_choice"], options)
+    config = body.get("output_config") or {}
+    if not isinstance(config, dict):
+        raise GatewayError("output_config: must be an object", type="invalid_request")
+    output_format = config.get("format")
+    if output_format is not None:
+        if not isinstance(output_format, dict) or not isinstance(output_format.get("schema"), dict):
+            raise GatewayError(
+                "output_config.format: must be {type: json_schema, schema: {...}}", type="invalid_request"
+            )
+        schema = {"name": "output", "schema": output_format["schema"]}
+        options["response_format"] = {"type": "json_schema", "json_schema": schema}
+    thinking = body.get("thinking") or {}
+    effort = EFFORTS.get(str(config.get("effort")))
+    if effort is None and isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        budget = thinking.get("budget_tokens") or 0
+        effort = next((name for limit, name in BUDGET_EFFORTS if budget < limit), "high")
+    if effort:
+        options["reasoning_effort"] = effort
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and metadata.get("user_id"):
+        options["user"] = str(metadata["user_id"])
+    return options
 
 
 # The request fields this endpoint reads itself (a vendor of another format gets them
@@ -97,8 +219,28 @@ INTERPRETED = {
     "temperature",
     "top_p",
     "stream",
-    "metadata",  # for Anthropic's abuse detection: another vendor is not sent it
+    "tools",
+    "tool_choice",
+    "output_config",
+    "thinking",
+    "metadata",  # its user_id becomes OpenAI's `user`; the rest serves Anthropic's abuse detection
 }
+
+
+def _system(system: object, untranslatable: list[str]) -> list[dict]:
+    """The system prompt as system messages, one per block (blocks stay apart). Their
+    cache_control markers are not needed by OpenAI-style vendors, which cache on their own."""
+    if isinstance(system, str):
+        return [{"role": "system", "content": system}]
+    if not isinstance(system, list):
+        raise GatewayError("system: must be a string or a list of text blocks", type="invalid_request")
+    messages = []
+    for block in system:
+        if isinstance(block, dict) and block.get("type") == "text":
+            messages.append({"role": "system", "content": str(block.get("text", ""))})
+        else:
+            untranslatable.append("system: blocks other than text")
+    return messages
 
 
 def parse_messages_request(raw: bytes) -> tuple[CallParams, bool]:
@@ -109,16 +251,13 @@ def parse_messages_request(raw: bytes) -> tuple[CallParams, bool]:
     raw_messages = body.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise GatewayError("messages: must be a non-empty list", type="invalid_request")
-    messages: list[dict] = []
     untranslatable: list[str] = []
-    system_texts = _texts(body["system"], "system", untranslatable) if body.get("system") else []
-    # One system message per block: blocks stay apart (an OpenAI vendor gets each as its own).
-    messages += [{"role": "system", "content": text} for text in system_texts]
-    for message in raw_messages:
+    messages = _system(body["system"], untranslatable) if body.get("system") else []
+    for index, message in enumerate(raw_messages):
         if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
             raise GatewayError("messages: each role must be 'user' or 'assistant'", type="invalid_request")
-        texts = _texts(message.get("content"), "messages", untranslatable)
-        messages.append({"role": message["role"], "content": "".join(texts)})
+        messages += _neutral_messages(message["role"], message.get("content"), f"messages.{index}", untranslatable)
+    options = _options(body, untranslatable)
     max_tokens = body.get("max_tokens")
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
         raise GatewayError("max_tokens: must be a positive integer", type="invalid_request")
@@ -135,9 +274,11 @@ def parse_messages_request(raw: bytes) -> tuple[CallParams, bool]:
     # the reply's allowance) and the stream flag, which the provider sets itself.
     native = {name: value for name, value in body.items() if name not in ("model", "max_tokens", "stream")}
     system = body.get("system")
+    thinking = body.get("thinking")
     params = CallParams(
         model=model,
         messages=messages,
+        options=options,
         max_tokens=max_tokens,
         stop=stop or None,
         temperature=body.get("temperature"),
@@ -151,7 +292,8 @@ def parse_messages_request(raw: bytes) -> tuple[CallParams, bool]:
             for need, wanted in (
                 ("tools", bool(body.get("tools"))),
                 ("vision", has_images(raw_messages)),
-                ("reasoning", bool(body.get("thinking"))),
+                ("json_schema", "response_format" in options),
+                ("reasoning", isinstance(thinking, dict) and thinking.get("type") not in (None, "disabled")),
             )
             if wanted
         },
@@ -181,6 +323,57 @@ async def _relayed_sse(call: Call, items: AsyncGenerator[Chunk | GatewayError]) 
             yield _event(str(event.get("type")), event)
 
 
+class _Blocks:
+    """Anthropic's content blocks of a reply streamed by another vendor: each piece (thinking,
+    text, a tool call's start or argument fragment) opens its block, closing the one before."""
+
+    def __init__(self) -> None:
+        self.index = -1
+        self.open_kind = ""  # "thinking", "text" or "tool_use"
+        self.call_index: int | None = None  # the OpenAI index of the open tool call
+
+    def _open(self, kind: str, block: dict) -> list[bytes]:
+        events = self.close()
+        self.index += 1
+        self.open_kind = kind
+        start = {"type": "content_block_start", "index": self.index, "content_block": block}
+        return [*events, _event("content_block_start", start)]
+
+    def close(self) -> list[bytes]:
+        if not self.open_kind:
+            return []
+        self.open_kind, self.call_index = "", None
+        return [_event("content_block_stop", {"type": "content_block_stop", "index": self.index})]
+
+    def _delta(self, delta: dict) -> bytes:
+        return _event("content_block_delta", {"type": "content_block_delta", "index": self.index, "delta": delta})
+
+    def pieces(self, item: Chunk) -> list[bytes]:
+        events: list[bytes] = []
+        if item.reasoning:
+            if self.open_kind != "thinking":
+                events += self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+            events.append(self._delta({"type": "thinking_delta", "thinking": item.reasoning}))
+        if item.text:
+            if self.open_kind != "text":
+                events += self._open("text", {"type": "text", "text": ""})
+            events.append(self._delta({"type": "text_delta", "text": item.text}))
+        for call in item.tool_calls:
+            function = call.get("function") or {}
+            if call.get("index") != self.call_index or self.open_kind != "tool_use":
+                block: dict = {
+                    "type": "tool_use",
+                    "id": call.get("id") or "",
+                    "name": function.get("name") or "",
+                    "input": {},
+                }
+                events += self._open("tool_use", block)
+                self.call_index = call.get("index")
+            if function.get("arguments"):
+                events.append(self._delta({"type": "input_json_delta", "partial_json": function["arguments"]}))
+        return events
+
+
 async def _sse(call: Call, items: AsyncGenerator[Chunk | GatewayError]) -> AsyncGenerator[bytes]:
     if call.relays:
         async for event in _relayed_sse(call, items):
@@ -203,21 +396,16 @@ async def _sse(call: Call, items: AsyncGenerator[Chunk | GatewayError]) -> Async
             },
         },
     )
-    yield _event(
-        "content_block_start",
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-    )
+    blocks = _Blocks()
     async for item in items:
         if isinstance(item, GatewayError):
             yield _event("error", anthropic_error_body(item))
             return
-        if item.text:
-            yield _event(
-                "content_block_delta",
-                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": item.text}},
-            )
-        elif item.usage is not None:
-            yield _event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        for event in blocks.pieces(item):
+            yield event
+        if item.usage is not None:
+            for event in blocks.close():
+                yield event
             yield _event(
                 "message_delta",
                 {
@@ -230,6 +418,25 @@ async def _sse(call: Call, items: AsyncGenerator[Chunk | GatewayError]) -> Async
                 },
             )
             yield _event("message_stop", {"type": "message_stop"})
+
+
+def _content(reply: Outcome) -> list[dict]:
+    """The reply as Anthropic's content blocks: thinking, text, then the tools it calls."""
+    blocks: list[dict] = []
+    if reply.reasoning:
+        blocks.append({"type": "thinking", "thinking": reply.reasoning, "signature": ""})
+    if reply.text or not reply.tool_calls:
+        blocks.append({"type": "text", "text": reply.text})
+    for call in reply.tool_calls:
+        function = call.get("function") or {}
+        try:
+            arguments = json.loads(function.get("arguments") or "{}")
+        except ValueError:
+            arguments = None
+        if not isinstance(arguments, dict):  # a model's malformed JSON, kept whole rather than lost
+            arguments = {"arguments": function.get("arguments")}
+        blocks.append({"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": arguments})
+    return blocks
 
 
 @csrf_exempt
@@ -265,7 +472,7 @@ async def _messages(request: HttpRequest) -> HttpResponseBase:
             "type": "message",
             "role": "assistant",
             "model": call.model.name,
-            "content": [{"type": "text", "text": reply.text}],
+            "content": _content(reply),
             "stop_reason": _stop_reason(reply.finish_reason, reply.stop_sequence),
             "stop_sequence": reply.stop_sequence,
             "usage": _usage(reply.usage),

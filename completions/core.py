@@ -138,6 +138,8 @@ class Outcome:
     finish_reason: FinishReason | str | None = None  # of a reply that ended normally
     stop_sequence: str | None = None  # the one that ended it, where the vendor says
     raw: dict | None = None  # the vendor's own answer (Completion.raw)
+    tool_calls: list[dict] = field(default_factory=list)  # Completion.tool_calls
+    reasoning: str = ""
 
 
 # Stores what a call produced, inside the settlement's transaction; returns the usage record's
@@ -175,6 +177,7 @@ def call_admit(
     temperature: float | None = None,
     top_p: float | None = None,
     stop: list[str] | None = None,
+    options: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     choices: int = 1,
     store: Store | None = None,
@@ -219,6 +222,7 @@ def call_admit(
         temperature=temperature,
         top_p=top_p,
         stop=stop,
+        options=options,
         extra=extra,
     )
     return Call(admission, request, endpoint, request_id=request_id, store=store)
@@ -229,7 +233,10 @@ class CallParams:
     """A /v1 request, parsed from either wire format."""
 
     model: str
-    messages: list[dict]  # OpenAI-style: role + text content, system first
+    # The neutral request (llm_models.providers.base): OpenAI-style messages and options,
+    # translated for a vendor of another format than the client's.
+    messages: list[dict]
+    options: dict[str, Any] = field(default_factory=dict)
     max_tokens: int | None = None  # None: the client set none
     max_tokens_param: str | None = None  # the client's name for it (OpenAI: or max_completion_tokens)
     temperature: float | None = None
@@ -277,13 +284,21 @@ def prompt_tokens_count(http_request: HttpRequest, params: CallParams) -> int:
     except exceptions.APIException as exc:
         raise from_api_exception(exc) from exc
     model = model_for_call(params.model)
-    return _vendor_request(params, model)[2]
+    return _vendor_request(params, model).prompt_tokens
 
 
-def _vendor_request(params: CallParams, model: LLMModel) -> tuple[dict[str, Any], int, int]:
-    """What goes to `model`'s vendor over the translated messages (the request as it came, when
-    it speaks the client's format), how many replies it asks for, and its prompt tokens as
-    counted; or the 400 naming what the model or its vendor cannot take."""
+@dataclass
+class VendorRequest:
+    """What goes to a model's vendor besides the neutral messages."""
+
+    options: dict[str, Any]  # the neutral options, to translate (another format than the client's)
+    extra: dict[str, Any]  # the request as it came (the vendor speaks the client's format)
+    choices: int  # how many replies it asks for (OpenAI's n)
+    prompt_tokens: int  # as counted
+
+
+def _vendor_request(params: CallParams, model: LLMModel) -> VendorRequest:
+    """What goes to `model`'s vendor, or the 400 naming what the model or its vendor cannot take."""
     lacking = sorted(need for need in params.needs if not getattr(model, f"supports_{need}"))
     if lacking:
         raise GatewayError(
@@ -292,10 +307,10 @@ def _vendor_request(params: CallParams, model: LLMModel) -> tuple[dict[str, Any]
             param="model",
         )
     extra: dict[str, Any] = {}
-    counted = params.messages
+    options, counted = params.options, params.messages
     if params.speaks_like(model):
         # Relayed as it came, over the translation (billing.admission holds what it may cost).
-        extra = params.forwarded
+        extra, options = params.forwarded, {}
         counted = params.counted or params.forwarded.get("messages", params.messages)
     elif params.untranslatable:
         names = ", ".join(params.untranslatable)
@@ -307,11 +322,12 @@ def _vendor_request(params: CallParams, model: LLMModel) -> tuple[dict[str, Any]
     choices = extra.get("n", 1)
     if isinstance(choices, bool) or not isinstance(choices, int) or not 1 <= choices <= 128:
         raise GatewayError("'n' must be a whole number from 1 to 128.", type="invalid_request", param="n")
-    definitions = {name: extra[name] for name in DEFINITIONS if name in extra}
+    fields = extra or options
+    definitions = {name: fields[name] for name in DEFINITIONS if name in fields}
     prompt_tokens = count_messages(model.provider, model.provider_model, counted) + count_definitions(
         model.provider, model.provider_model, definitions
     )
-    return extra, choices, prompt_tokens
+    return VendorRequest(options, extra, choices, prompt_tokens)
 
 
 def call_prepare(http_request: HttpRequest, params: CallParams, *, endpoint: str) -> Call:
@@ -321,13 +337,13 @@ def call_prepare(http_request: HttpRequest, params: CallParams, *, endpoint: str
     except exceptions.APIException as exc:
         raise from_api_exception(exc) from exc
     model = model_for_call(params.model)
-    extra, choices, prompt_tokens = _vendor_request(params, model)
+    vendor = _vendor_request(params, model)
     call = call_admit(
         user=user,
         api_key=api_key,
         model=model,
         messages=params.messages,
-        prompt_tokens=prompt_tokens,
+        prompt_tokens=vendor.prompt_tokens,
         max_tokens=max_tokens_checked(model, params.max_tokens),
         max_tokens_param=params.max_tokens_param,
         endpoint=endpoint,
@@ -335,8 +351,9 @@ def call_prepare(http_request: HttpRequest, params: CallParams, *, endpoint: str
         temperature=params.temperature,
         top_p=params.top_p,
         stop=params.stop,
-        extra=extra,
-        choices=choices,
+        options=vendor.options,
+        extra=vendor.extra,
+        choices=vendor.choices,
     )
     call.relays = params.speaks_like(model)
     return call
@@ -409,6 +426,7 @@ async def call_complete(call: Call) -> Outcome:
     )
     outcome.finish_reason = completion.finish_reason or FinishReason.STOP
     outcome.stop_sequence, outcome.raw = completion.stop_sequence, completion.raw
+    outcome.tool_calls, outcome.reasoning = completion.tool_calls, completion.reasoning
     await db_phase(_settle, call, outcome)
     return outcome
 
@@ -419,7 +437,7 @@ async def call_stream(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
     included."""
     started = time.monotonic()
     parts: list[str] = []  # the text, stored as the reply
-    tool_parts: list[str] = []  # tool calls: billed with the text when the vendor reports no usage
+    tool_parts: list[str] = []  # tool calls, thinking: billed with the text when the vendor reports no usage
     usage, request_id, finish_reason, stop_sequence = None, "", None, None
 
     def ended(status: str, error: ProviderError | None = None) -> Outcome:
@@ -443,9 +461,15 @@ async def call_stream(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
             finish_reason = chunk.finish_reason or finish_reason
             stop_sequence = chunk.stop_sequence or stop_sequence
             parts.append(chunk.text)
-            tool_parts.append(chunk.tool_text)
-            if chunk.text or chunk.raw:
-                yield Chunk(text=chunk.text, raw=chunk.raw, request_id=request_id)
+            tool_parts.append(chunk.tool_text + chunk.reasoning)
+            if chunk.text or chunk.raw or chunk.tool_calls or chunk.reasoning:
+                yield Chunk(
+                    text=chunk.text,
+                    raw=chunk.raw,
+                    tool_calls=chunk.tool_calls,
+                    reasoning=chunk.reasoning,
+                    request_id=request_id,
+                )
     except ProviderError as error:
         status = UsageStatus.INCOMPLETE if any(parts) or any(tool_parts) else UsageStatus.ERROR
         await db_phase(_settle, call, ended(status, error))

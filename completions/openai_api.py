@@ -16,7 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from common.db import db_phase
 from common.errors import GatewayError, json_object
-from completions.core import Call, CallParams, call_complete, call_prepare, call_stream_open
+from completions.core import Call, CallParams, Outcome, call_complete, call_prepare, call_stream_open
 from llm_models.models import ProviderKind
 from llm_models.providers.base import Chunk, Usage
 from llm_models.providers.tokens import has_images
@@ -52,34 +52,109 @@ def openai_error(error: GatewayError) -> JsonResponse:
     return response
 
 
-def _text(content, index: int, untranslatable: list[str]) -> str | list[dict]:
-    """Message content for any vendor: a string, or its text and image_url parts (images are
-    translated for Anthropic); any other part is named in `untranslatable` (an OpenAI-style vendor
-    gets it as it came)."""
+def _content(content, where: str, untranslatable: list[str]) -> str | list[dict]:
+    """Message content for any vendor: a string, or its text and image_url parts (`cache_control`
+    on a part is kept, for Claude); any other part is named in `untranslatable` (an OpenAI-style
+    vendor gets it as it came)."""
     if content is None:
         return ""
     if isinstance(content, str):
         return content
-    if isinstance(content, list):
-        texts, parts = [], []
-        for part in content:
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind in ("text", "input_text"):
-                texts.append(str(part.get("text", "")))
-                parts.append({"type": "text", "text": str(part.get("text", ""))})
-            elif kind == "image_url" and isinstance(part.get("image_url"), dict):
-                parts.append({"type": "image_url", "image_url": part["image_url"]})
-            else:
-                untranslatable.append(f"messages[{index}].content: {kind or 'a part'} parts")
-        has_image = any(part["type"] == "image_url" for part in parts)
-        return parts if has_image else "".join(texts)
-    raise GatewayError("Message content must be a string or a list of parts.", type="invalid_request", param="messages")
+    if not isinstance(content, list):
+        raise GatewayError(
+            "Message content must be a string or a list of parts.", type="invalid_request", param="messages"
+        )
+    parts = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("text", "input_text"):
+            parts.append({"type": "text", "text": str(part.get("text", ""))})
+        elif kind == "image_url" and isinstance(part.get("image_url"), dict):
+            parts.append({"type": "image_url", "image_url": part["image_url"]})
+        else:
+            untranslatable.append(f"{where}.content: {kind or 'a part'} parts")
+            continue
+        if isinstance(part.get("cache_control"), dict):
+            parts[-1]["cache_control"] = part["cache_control"]
+    if all(set(part) == {"type", "text"} for part in parts):
+        return "".join(part["text"] for part in parts)  # plain text reads as the string it is
+    return parts
 
 
-ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "user"}
+def _arguments_object(arguments: object) -> bool:
+    """Whether a tool call's arguments are a JSON object (what another vendor needs)."""
+    if arguments in (None, ""):
+        return True
+    try:
+        return isinstance(arguments, str) and isinstance(json.loads(arguments), dict)
+    except ValueError:
+        return False
+
+
+def _tool_calls(calls: object, where: str, untranslatable: list[str]) -> list[dict]:
+    """An assistant's tool calls, each {"id", "type": "function", "function": {"name", "arguments"}}."""
+    if not isinstance(calls, list):
+        raise GatewayError(f"{where}.tool_calls must be a list.", type="invalid_request", param="messages")
+    checked = []
+    for index, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not call.get("id"):
+            raise GatewayError(
+                f"{where}.tool_calls[{index}] needs an id and a function with a name.",
+                type="invalid_request",
+                param="messages",
+            )
+        if not _arguments_object(function.get("arguments")):
+            untranslatable.append(f"{where}.tool_calls[{index}]: arguments that are not a JSON object")
+        arguments = function.get("arguments") or "{}"
+        checked.append(
+            {"id": str(call["id"]), "type": "function", "function": {"name": function["name"], "arguments": arguments}}
+        )
+    return checked
+
+
+def _message(message: object, index: int, untranslatable: list[str]) -> dict:
+    """One message of the request, in the neutral form (llm_models.providers.base)."""
+    where = f"messages[{index}]"
+    role = message.get("role") if isinstance(message, dict) else None
+    if role not in ROLES:
+        raise GatewayError(
+            "Each message needs a role: system, developer, user, assistant or tool.",
+            type="invalid_request",
+            param="messages",
+        )
+    assert isinstance(message, dict)
+    if role == "function" or message.get("function_call"):
+        untranslatable.append(f"{where}: legacy function calls (use tools)")
+    neutral: dict = {"role": ROLES[role], "content": _content(message.get("content"), where, untranslatable)}
+    if role == "tool":
+        if not isinstance(message.get("tool_call_id"), str) or not message["tool_call_id"]:
+            raise GatewayError(
+                f"{where}: a tool message needs its tool_call_id.", type="invalid_request", param="messages"
+            )
+        neutral["tool_call_id"] = message["tool_call_id"]
+    if role == "assistant" and message.get("tool_calls"):
+        neutral["tool_calls"] = _tool_calls(message["tool_calls"], where, untranslatable)
+    if role == "assistant" and isinstance(message.get("thinking_blocks"), list):
+        neutral["thinking_blocks"] = message["thinking_blocks"]  # Claude's, as the gateway gave them
+    return neutral
+
+
+ROLES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+    "function": "user",  # legacy: relayed to OpenAI-style vendors only
+}
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+# The neutral options (llm_models.providers.base): read, and translated for another vendor.
+OPTIONS = ("tools", "tool_choice", "parallel_tool_calls", "response_format", "reasoning_effort", "user")
 # What the gateway reads of a request itself; every other field goes to an OpenAI-style vendor as
 # it came, and is refused (400, named) for a vendor with another format.
 INTERPRETED = {
+    *OPTIONS,
     "model",
     "messages",
     "max_tokens",
@@ -90,6 +165,54 @@ INTERPRETED = {
     "stream",
     "stream_options",
 }
+
+
+def _options(body: dict, untranslatable: list[str]) -> dict:
+    """What the model may do besides write text (the neutral options), checked enough that a
+    vendor of another format can be given them."""
+    options = {name: body[name] for name in OPTIONS if body.get(name) is not None}
+    tools = options.get("tools", [])
+    if not isinstance(tools, list):
+        raise GatewayError("'tools' must be a list.", type="invalid_request", param="tools")
+    for index, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            kind = tool.get("type") if isinstance(tool, dict) else None
+            untranslatable.append(f"tools[{index}]: {kind or 'untyped'} tools")
+        elif not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise GatewayError(f"tools[{index}] needs a function with a name.", type="invalid_request", param="tools")
+    choice = options.get("tool_choice")
+    named = isinstance(choice, dict) and isinstance((choice.get("function") or {}).get("name"), str)
+    if choice is not None and choice not in ("auto", "none", "required") and not named:
+        untranslatable.append("tool_choice: other than auto, none, required or a named function")
+    if not isinstance(options.get("parallel_tool_calls", True), bool):
+        raise GatewayError(
+            "'parallel_tool_calls' must be true or false.", type="invalid_request", param="parallel_tool_calls"
+        )
+    response_format = options.get("response_format")
+    if response_format is not None:
+        kind = response_format.get("type") if isinstance(response_format, dict) else None
+        schema = ((response_format.get("json_schema") or {}) if kind == "json_schema" else {}).get("schema")
+        if kind not in ("text", "json_object", "json_schema") or (
+            kind == "json_schema" and not isinstance(schema, dict)
+        ):
+            raise GatewayError(
+                '\'response_format\' must be {"type": "text"}, {"type": "json_object"} or '
+                '{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}.',
+                type="invalid_request",
+                param="response_format",
+            )
+    forced = choice == "required" or named or (response_format or {}).get("type") in ("json_object", "json_schema")
+    if options.get("reasoning_effort") not in (None, "none") and forced:
+        # Claude cannot think while made to use a tool (how tool_choice and response_format reach it)
+        untranslatable.append("reasoning_effort with tool_choice required or named, or with response_format")
+    if options.get("reasoning_effort") not in (None, *REASONING_EFFORTS):
+        raise GatewayError(
+            f"'reasoning_effort' must be one of {', '.join(REASONING_EFFORTS)}.",
+            type="invalid_request",
+            param="reasoning_effort",
+        )
+    return options
 
 
 def _number(body: dict, name: str, low: float, high: float) -> float | None:
@@ -110,28 +233,19 @@ def parse_chat_request(raw: bytes) -> tuple[CallParams, bool, bool]:
     raw_messages = body.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise GatewayError("'messages' must be a non-empty list.", type="invalid_request", param="messages")
-    messages, untranslatable = [], []
-    for index, message in enumerate(raw_messages):
-        role = ROLES.get(str(message.get("role"))) if isinstance(message, dict) else None
-        if role is None:
-            raise GatewayError(
-                "Each message needs a role: system, developer, user, assistant or tool.",
-                type="invalid_request",
-                param="messages",
-            )
-        if message["role"] == "tool" or message.get("tool_calls") or message.get("function_call"):
-            untranslatable.append(f"messages[{index}]: tool calls and results")
-        messages.append({"role": role, "content": _text(message.get("content"), index, untranslatable)})
-    extra = {name: value for name, value in body.items() if name not in INTERPRETED}
-    untranslatable += sorted(extra)
+    untranslatable: list[str] = []
+    messages = [_message(message, index, untranslatable) for index, message in enumerate(raw_messages)]
+    options = _options(body, untranslatable)
+    unread = {name: value for name, value in body.items() if name not in INTERPRETED}
+    untranslatable += sorted(unread)
     needs = set()
     if body.get("tools") or body.get("functions"):
         needs.add("tools")
     if has_images(raw_messages):
         needs.add("vision")
-    if isinstance(body.get("response_format"), dict) and body["response_format"].get("type") == "json_schema":
+    if (options.get("response_format") or {}).get("type") == "json_schema":
         needs.add("json_schema")
-    if body.get("reasoning_effort"):
+    if options.get("reasoning_effort") not in (None, "none"):
         needs.add("reasoning")
     # Sent on under the client's own name for it: OpenAI's reasoning models take only the newer one.
     max_tokens_param = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
@@ -148,13 +262,14 @@ def parse_chat_request(raw: bytes) -> tuple[CallParams, bool, bool]:
     params = CallParams(
         model=model,
         messages=messages,
+        options=options,
         max_tokens=max_tokens,
         max_tokens_param=max_tokens_param,
         stop=stop or None,
         temperature=_number(body, "temperature", 0, 2),
         top_p=_number(body, "top_p", 0, 1),
         wire=ProviderKind.OPENAI,
-        forwarded={"messages": raw_messages, **extra},
+        forwarded={"messages": raw_messages, **{name: body[name] for name in OPTIONS if name in body}, **unread},
         untranslatable=untranslatable,
         needs=needs,
     )
@@ -239,13 +354,30 @@ async def _sse(call: Call, items: AsyncGenerator[Chunk | GatewayError], include_
             error = {"error": {"message": item.message, "type": _openai_type(item), "code": item.type}}
             yield b"data: " + json.dumps(error).encode() + b"\n\n"
             return
+        if item.reasoning:
+            yield _chunk(completion_id, created, model, {"reasoning_content": item.reasoning})
         if item.text:
             yield _chunk(completion_id, created, model, {"content": item.text})
-        elif item.usage is not None:
+        if item.tool_calls:
+            yield _chunk(completion_id, created, model, {"tool_calls": item.tool_calls})
+        if item.usage is not None:
             yield _chunk(completion_id, created, model, {}, finish_reason=item.finish_reason)
             if include_usage:
                 yield _chunk(completion_id, created, model, {}, usage=_usage(item.usage), choices=False)
     yield b"data: [DONE]\n\n"
+
+
+def _message_of(reply: Outcome) -> dict:
+    """The reply as OpenAI's assistant message: its text (null when it only calls tools), its tool
+    calls, and Claude's thinking as `reasoning_content` (the field OpenAI-compatible servers use)."""
+    message: dict = {"role": "assistant", "content": reply.text or None, "refusal": None}
+    if reply.tool_calls:
+        message["tool_calls"] = reply.tool_calls
+    else:
+        message["content"] = reply.text
+    if reply.reasoning:
+        message["reasoning_content"] = reply.reasoning
+    return message
 
 
 @csrf_exempt
@@ -277,7 +409,7 @@ async def chat_completions(request):
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": reply.text, "refusal": None},
+                    "message": _message_of(reply),
                     "logprobs": None,
                     "finish_reason": reply.finish_reason,
                 }

@@ -54,47 +54,135 @@ def _image_block(url: str) -> dict:
     return {"type": "image", "source": {"type": "url", "url": url}}
 
 
-def _anthropic_content(content: str | list[dict]) -> str | list[dict]:
-    """A message's content (a string, or OpenAI-style text and image_url parts) in Anthropic's terms."""
+def _blocks(content: str | list[dict] | None) -> list[dict]:
+    """A message's content (a string, or OpenAI-style text and image_url parts) as Anthropic's
+    blocks; a part's `cache_control` (the extension other gateways accept) is kept."""
+    if not content:
+        return []
     if isinstance(content, str):
-        return content
+        return [{"type": "text", "text": content}]
     blocks = []
     for part in content:
         if part.get("type") == "image_url":
-            blocks.append(_image_block(str((part.get("image_url") or {}).get("url", ""))))
+            block = _image_block(str((part.get("image_url") or {}).get("url", "")))
         else:
-            blocks.append({"type": "text", "text": str(part.get("text", ""))})
+            block = {"type": "text", "text": str(part.get("text", ""))}
+        if part.get("cache_control"):
+            block["cache_control"] = part["cache_control"]
+        if block.get("text") != "":  # Claude refuses an empty text block
+            blocks.append(block)
     return blocks
 
 
-def _joined(first: str | list[dict], second: str | list[dict]) -> str | list[dict]:
-    """Two turns' contents as one (Anthropic requires strict alternation)."""
-    if isinstance(first, str) and isinstance(second, str):
-        return first + "\n\n" + second
-    as_blocks = [[{"type": "text", "text": c}] if isinstance(c, str) else c for c in (first, second)]
-    return as_blocks[0] + as_blocks[1]
+def _tool_use(call: dict) -> dict:
+    """An OpenAI tool call (its arguments a JSON string) as a tool_use block (its input an object)."""
+    function = call.get("function") or {}
+    arguments = function.get("arguments") or "{}"
+    return {"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": json.loads(arguments)}
 
 
-def to_anthropic(messages: list[dict]) -> tuple[str, list[dict]]:
-    """OpenAI-style messages (text, or text and image_url parts) -> (system prompt, alternating
-    user/assistant turns)."""
-    system: list[str] = []
+def _tool_result(message: dict) -> dict:
+    content = message.get("content")
+    block: dict = {"type": "tool_result", "tool_use_id": message.get("tool_call_id")}
+    if content:
+        block["content"] = content if isinstance(content, str) else _blocks(content)
+    return block
+
+
+def _turn(message: dict) -> tuple[str, list[dict]]:
+    """One OpenAI-style message as (role, blocks) of an Anthropic turn."""
+    role = message["role"]
+    if role == "tool":  # a tool's result goes back in the user's turn
+        return "user", [_tool_result(message)]
+    if role == "assistant":
+        # Thinking first (where the client kept Claude's signed blocks), then text, then calls.
+        thinking = [block for block in message.get("thinking_blocks") or () if isinstance(block, dict)]
+        calls = [_tool_use(call) for call in message.get("tool_calls") or ()]
+        return "assistant", thinking + _blocks(message.get("content")) + calls
+    return "user", _blocks(message.get("content"))
+
+
+def to_anthropic(messages: list[dict]) -> tuple[list[dict], list[dict]]:
+    """OpenAI-style messages -> (system blocks, alternating user/assistant turns). Each system or
+    developer message is a system block of its own; tool calls become tool_use blocks and tool
+    results tool_result blocks in the next user turn."""
+    system: list[dict] = []
     turns: list[dict] = []
     for message in messages:
-        role, content = message["role"], _anthropic_content(message["content"])
-        if role == "system":
-            system.append(content if isinstance(content, str) else "".join(b.get("text", "") for b in content))
+        if message["role"] == "system":
+            system += _blocks(message.get("content"))
             continue
-        if not content:
+        role, blocks = _turn(message)
+        if not blocks:
             continue  # Claude refuses an empty turn (an OpenAI history may hold one)
-        role = "assistant" if role == "assistant" else "user"
         if turns and turns[-1]["role"] == role:  # the API requires strict alternation
-            turns[-1]["content"] = _joined(turns[-1]["content"], content)
+            turns[-1]["content"] += blocks
         else:
-            turns.append({"role": role, "content": content})
+            turns.append({"role": role, "content": blocks})
     if not turns or turns[0]["role"] != "user":
         turns.insert(0, {"role": "user", "content": OPENING_USER_TURN})
-    return "\n\n".join(system), turns
+    for turn in turns:  # a turn of one text block reads as the plain string it was
+        content = turn["content"]
+        if isinstance(content, list) and len(content) == 1 and set(content[0]) == {"type", "text"}:
+            turn["content"] = content[0]["text"]
+    return system, turns
+
+
+# A response_format (json_object, or json_schema) on Claude: the reply is asked for as the input of
+# this tool, its schema the client's, the tool forced; its input is handed back as the reply's
+# text. Every Claude model that takes tools can do it (a model's own structured output,
+# output_config.format, is newer and not on all of them).
+JSON_TOOL = "json_output"
+JSON_TOOL_DESCRIPTION = "Give your whole answer as this tool's input."
+# OpenAI's reasoning_effort -> Claude's output_config.effort (with adaptive thinking).
+EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh"}
+
+
+def _tool(tool: dict) -> dict:
+    function = tool.get("function") or {}
+    definition = {"name": function.get("name"), "input_schema": function.get("parameters") or {"type": "object"}}
+    for name in ("description", "strict"):
+        if function.get(name) is not None:
+            definition[name] = function[name]
+    return definition
+
+
+def _tool_choice(choice: str | dict | None, parallel: bool | None) -> dict | None:
+    if choice is None and parallel is not False:
+        return None
+    if isinstance(choice, dict):
+        translated = {"type": "tool", "name": (choice.get("function") or {}).get("name")}
+    else:
+        translated = {"type": {"none": "none", "required": "any"}.get(choice or "auto", "auto")}
+    if parallel is False and translated["type"] != "none":
+        translated["disable_parallel_tool_use"] = True
+    return translated
+
+
+def anthropic_options(options: dict) -> dict:
+    """The neutral options (OpenAI's names) as Anthropic's request fields."""
+    params: dict = {}
+    tools = [_tool(tool) for tool in options.get("tools") or ()]
+    choice = _tool_choice(options.get("tool_choice"), options.get("parallel_tool_calls"))
+    response_format = options.get("response_format") or {}
+    if response_format.get("type") in ("json_object", "json_schema"):
+        schema = (response_format.get("json_schema") or {}).get("schema") or {"type": "object"}
+        tools.append({"name": JSON_TOOL, "description": JSON_TOOL_DESCRIPTION, "input_schema": schema})
+        # With tools of its own, the model may call them or answer (in JSON): any tool will do.
+        if choice is None or choice["type"] in ("auto", "any"):
+            choice = {"type": "any"} if len(tools) > 1 else {"type": "tool", "name": JSON_TOOL}
+        elif choice["type"] == "none":
+            tools, choice = tools[-1:], {"type": "tool", "name": JSON_TOOL}
+    if effort := EFFORTS.get(options.get("reasoning_effort") or ""):
+        params["thinking"] = {"type": "adaptive"}
+        params["output_config"] = {"effort": effort}
+    if tools:
+        params["tools"] = tools
+    if choice is not None:
+        params["tool_choice"] = choice
+    if options.get("user"):
+        params["metadata"] = {"user_id": str(options["user"])}
+    return params
 
 
 class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
@@ -119,17 +207,30 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
         response = await client.post("/v1/messages", body=self._params(request), cast_to=httpx2.Response)
         request_id = response.headers.get(self.request_id_header, "")
         body = _parse(response.text, request_id)
-        blocks = body.get("content") or []
         usage = body.get("usage") or {}
         known = usage.get("input_tokens") is not None and usage.get("output_tokens") is not None
         stop_reason = body.get("stop_reason") or ""
+        texts, reasoning, tool_calls = [], [], []
+        for block in body.get("content") or ():
+            kind = block.get("type")
+            if kind == "text":
+                texts.append(str(block.get("text", "")))
+            elif kind == "thinking":
+                reasoning.append(str(block.get("thinking", "")))
+            elif kind == "tool_use" and block.get("name") == JSON_TOOL and _asked_json(request):
+                texts.append(json.dumps(block.get("input"), ensure_ascii=False))
+                stop_reason = "end_turn" if stop_reason == "tool_use" else stop_reason
+            elif kind == "tool_use":
+                tool_calls.append(_tool_call(block))
         return Completion(
-            text="".join(str(block.get("text", "")) for block in blocks if block.get("type") == "text"),
+            text="".join(texts),
             usage=_usage(usage["input_tokens"], usage["output_tokens"], usage) if known else None,
             request_id=request_id,
             finish_reason=FINISH_REASONS.get(stop_reason),
             stop_sequence=body.get("stop_sequence") if stop_reason == "stop_sequence" else None,
             raw=body,
+            tool_calls=tool_calls,
+            reasoning="".join(reasoning),
         )
 
     async def send_stream(
@@ -146,21 +247,36 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
             input_tokens = output_tokens = finish_reason = stop_sequence = None
             cache_counts: dict = {}
             done = False
+            # Content block index -> how its deltas are passed on: "tool" (the n-th tool call, as
+            # OpenAI numbers them) or "json" (the JSON tool's input: the reply's text).
+            blocks: dict[object, tuple[str, int]] = {}
             async for line in response.iter_lines():
                 if not line.startswith("data:"):
                     continue  # "event:" lines repeat the data's "type"; blank separators
                 event = _parse(line[5:], request_id)
                 kind = event.get("type")
-                text = tool_text = ""
+                chunk = Chunk(raw=event, request_id=request_id)
                 if kind == "content_block_delta":
                     delta = event.get("delta") or {}
+                    block_kind, call_index = blocks.get(event.get("index"), ("text", 0))
                     if delta.get("type") == "text_delta":
-                        text = str(delta.get("text") or "")
+                        chunk.text = str(delta.get("text") or "")
+                    elif delta.get("type") == "thinking_delta":
+                        chunk.reasoning = str(delta.get("thinking") or "")
+                    elif delta.get("type") == "input_json_delta" and block_kind == "json":
+                        chunk.text = str(delta.get("partial_json") or "")
                     elif delta.get("type") == "input_json_delta":  # a tool call's input, in fragments
-                        tool_text = str(delta.get("partial_json") or "")
+                        fragment = str(delta.get("partial_json") or "")
+                        chunk.tool_calls = [{"index": call_index, "function": {"arguments": fragment}}]
                 elif kind == "content_block_start":
                     block = event.get("content_block") or {}
-                    tool_text = str(block.get("name") or "") if block.get("type") == "tool_use" else ""
+                    if block.get("type") == "tool_use" and block.get("name") == JSON_TOOL and _asked_json(request):
+                        blocks[event.get("index")] = ("json", 0)
+                    elif block.get("type") == "tool_use":
+                        call_index = sum(1 for kind_, _ in blocks.values() if kind_ == "tool")
+                        blocks[event.get("index")] = ("tool", call_index)
+                        call = _tool_call(block | {"input": None}) | {"index": call_index}
+                        chunk.tool_calls = [call]
                 elif kind == "message_start":
                     usage = (event.get("message") or {}).get("usage") or {}
                     input_tokens = usage.get("input_tokens", input_tokens)
@@ -173,12 +289,14 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
                     cache_counts |= {name: usage[name] for name in CACHE_COUNTS if usage.get(name) is not None}
                     delta = event.get("delta") or {}
                     reason = delta.get("stop_reason")
+                    if reason == "tool_use" and blocks and all(kind_ == "json" for kind_, _ in blocks.values()):
+                        reason = "end_turn"  # the JSON answer, not a call the client made
                     finish_reason = FINISH_REASONS.get(reason or "") or finish_reason
                     if reason == "stop_sequence":
                         stop_sequence = delta.get("stop_sequence")
                 elif kind == "message_stop":
                     done = True
-                yield Chunk(text=text, tool_text=tool_text, raw=event, request_id=request_id)
+                yield chunk
             if not done:
                 raise ProviderError(
                     "the provider's stream ended early", kind=ErrorKind.CONNECTION, request_id=request_id
@@ -193,7 +311,9 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
         system, turns = to_anthropic(request.messages)
         params: dict = {"model": request.provider_model, "messages": turns, "max_tokens": request.max_tokens}
         if system:
-            params["system"] = system
+            # One block reads as the string it was; several stay apart.
+            plain = len(system) == 1 and set(system[0]) == {"type", "text"}
+            params["system"] = system[0]["text"] if plain else system
         if request.stop:
             params["stop_sequences"] = request.stop
         # temperature and top_p are left out on purpose: the API version this SDK speaks
@@ -201,7 +321,20 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
         # default value, and SDK 2.x dropped them. An agent's temperature applies to OpenAI only.
         # A relayed request's sampling parameters are left out too (see above): a program that still
         # sends them keeps working.
+        params |= anthropic_options(request.options)
         return params | {name: value for name, value in request.extra.items() if name not in SAMPLING}
+
+
+def _asked_json(request: CompletionRequest) -> bool:
+    """Whether the JSON tool is the gateway's (a response format asked for), not the client's."""
+    return (request.options.get("response_format") or {}).get("type") in ("json_object", "json_schema")
+
+
+def _tool_call(block: dict) -> dict:
+    """A tool_use block as an OpenAI tool call (its input as a JSON string; a stream's first
+    piece has none yet)."""
+    arguments = "" if block.get("input") is None else json.dumps(block["input"], ensure_ascii=False)
+    return {"id": block.get("id"), "type": "function", "function": {"name": block.get("name"), "arguments": arguments}}
 
 
 # Anthropic's input_tokens leave out the prompt tokens read from or written to its cache: these.

@@ -1,9 +1,13 @@
 """The one interface every vendor is reached through.
 
-A provider turns OpenAI-style messages ([{"role": "system"|"user"|"assistant", "content": str}])
-into one vendor call: `complete()` returns a whole `Completion`; `stream()` yields text `Chunk`s
-and, last, a chunk carrying `usage` (when the vendor reported it) and the `FinishReason`. Every
-vendor failure becomes a `ProviderError` whose `ErrorKind` says what the gateway answers.
+The neutral request is OpenAI's chat format, the richest common ground of the vendors: messages
+(roles system, user, assistant, tool; text and image_url parts; an assistant's `tool_calls`; a
+tool's result by `tool_call_id`) and `CompletionRequest.options` under OpenAI's names (tools,
+tool_choice, parallel_tool_calls, response_format, reasoning_effort, user). Each provider turns
+that into one vendor call: `complete()` returns a whole `Completion` (text, tool calls, reasoning);
+`stream()` yields `Chunk`s (text, tool-call deltas in OpenAI's shape, reasoning) and, last, one
+carrying `usage` (when the vendor reported it) and the `FinishReason`. Every vendor failure
+becomes a `ProviderError` whose `ErrorKind` says what the gateway answers.
 
 Implementations make exactly one attempt; `complete_with_retries()` and `stream_with_retries()`
 add the bounded retries, so no vendor SDK retries on its own and a retry never double-charges
@@ -62,9 +66,13 @@ class Completion:
     # Which of the request's stop sequences ended the reply, where the vendor says (Anthropic does;
     # OpenAI only says "stop").
     stop_sequence: str | None = None
-    # The vendor's own answer (OpenAI-style vendors), relayed as it is to a client that speaks
-    # the same format: every field it has, tool calls and logprobs included, reaches the client.
+    # The vendor's own answer, relayed as it is to a client that speaks the same format: every
+    # field it has, tool calls and logprobs included, reaches the client.
     raw: dict | None = None
+    # The tools the model called, in OpenAI's shape: [{"id", "type": "function", "function":
+    # {"name", "arguments": a JSON string}}].
+    tool_calls: list[dict] = field(default_factory=list)
+    reasoning: str = ""  # what the model thought aloud (Claude's thinking blocks), where shown
 
 
 @dataclass
@@ -75,9 +83,20 @@ class Chunk:
     finish_reason: FinishReason | str | None = None
     stop_sequence: str | None = None  # on the last chunk, as Completion.stop_sequence
     raw: dict | None = None  # the vendor's own event, as Completion.raw
-    # What the model produced besides text (a tool call's name and argument fragments): never
-    # shown as text, but counted in the bill of a stream cut before the vendor reported usage.
-    tool_text: str = ""
+    # Pieces of tool calls, as OpenAI streams them: [{"index", "id"?, "type"?, "function":
+    # {"name"?, "arguments"?: a fragment of the JSON}}]; a call's id and name come first.
+    tool_calls: list[dict] = field(default_factory=list)
+    reasoning: str = ""  # a piece of the model's thinking
+
+    @property
+    def tool_text(self) -> str:
+        """The tool calls' names and argument fragments: counted in the bill of a stream cut
+        before the vendor reported usage."""
+        return "".join(
+            str((call.get("function") or {}).get("name") or "")
+            + str((call.get("function") or {}).get("arguments") or "")
+            for call in self.tool_calls
+        )
 
 
 class ErrorKind(enum.StrEnum):
@@ -221,6 +240,10 @@ class CompletionRequest:
     stop: list[str] | None = None
     base_url: str = ""
     api_key_env: str = ""
+    # What the model may do besides write text, under OpenAI's names (see the module's doc):
+    # tools, tool_choice, parallel_tool_calls, response_format, reasoning_effort, user. Each
+    # provider translates them for its vendor.
+    options: dict = field(default_factory=dict)
     # Fields sent as they are, over the translated request: a vendor's own parameters, or a whole
     # request of the vendor's format relayed as the client sent it (its messages included).
     extra: dict = field(default_factory=dict)
@@ -396,7 +419,7 @@ async def stream_with_retries(provider: Provider, request: CompletionRequest) ->
         started, opening = False, []
         try:
             async for chunk in provider.stream(request):
-                if not started and not (chunk.text or chunk.tool_text):
+                if not started and not (chunk.text or chunk.tool_calls or chunk.reasoning):
                     opening.append(chunk)
                     continue
                 if not started:

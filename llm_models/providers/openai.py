@@ -46,13 +46,17 @@ class OpenAIProvider(SDKProvider[openai.AsyncOpenAI]):
         request_id = response.headers.get(self.request_id_header, "")
         body = _parse(response.text, request_id)
         choices = body.get("choices") or [{}]
+        message = choices[0].get("message") or {}
         usage = body.get("usage")
         return Completion(
-            text=(choices[0].get("message") or {}).get("content") or "",
+            text=message.get("content") or "",
             usage=_usage(usage) if usage else None,
             request_id=request_id,
             finish_reason=choices[0].get("finish_reason"),
             raw=body,
+            tool_calls=message.get("tool_calls") or [],
+            # Servers that show a reasoning model's thinking (vLLM, DeepSeek) put it here.
+            reasoning=message.get("reasoning_content") or "",
         )
 
     async def send_embeddings(self, *, client: openai.AsyncOpenAI, request: CompletionRequest) -> Completion:
@@ -88,15 +92,20 @@ class OpenAIProvider(SDKProvider[openai.AsyncOpenAI]):
                 event = _parse(data, request_id)
                 if counts := event.get("usage"):
                     usage = _usage(counts)
-                texts, tool_texts = [], []
+                texts, reasoning, tool_calls = [], [], []  # type: list[str], list[str], list[dict]
                 for choice in event.get("choices") or ():
                     delta = choice.get("delta") or {}
                     texts.append(delta.get("content") or "")
-                    for call in delta.get("tool_calls") or ():
-                        function = call.get("function") or {}
-                        tool_texts.append((function.get("name") or "") + (function.get("arguments") or ""))
+                    reasoning.append(delta.get("reasoning_content") or "")
+                    tool_calls += delta.get("tool_calls") or ()
                     finish_reason = choice.get("finish_reason") or finish_reason
-                yield Chunk(text="".join(texts), tool_text="".join(tool_texts), request_id=request_id, raw=event)
+                yield Chunk(
+                    text="".join(texts),
+                    tool_calls=tool_calls,
+                    reasoning="".join(reasoning),
+                    request_id=request_id,
+                    raw=event,
+                )
             # A body that just stops (a proxy closed it cleanly) is as cut as a dropped socket.
             if not done and finish_reason is None:
                 raise ProviderError(
@@ -112,7 +121,7 @@ class OpenAIProvider(SDKProvider[openai.AsyncOpenAI]):
         for name in ("temperature", "top_p", "stop"):
             if (value := getattr(request, name)) is not None:
                 params[name] = value
-        return params
+        return params | request.options
 
 
 class OpenAICompatibleProvider(OpenAIProvider):

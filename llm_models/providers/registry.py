@@ -51,6 +51,7 @@ def build_request(
     temperature: float | None = None,
     top_p: float | None = None,
     stop: list[str] | None = None,
+    options: dict | None = None,
     extra: dict | None = None,
 ) -> CompletionRequest:
     """The request for `model`; `max_tokens` is capped at the model's own output limit."""
@@ -64,6 +65,7 @@ def build_request(
         stop=stop,
         base_url=model.base_url or "",
         api_key_env=model.api_key_env or "",
+        options=dict(options or {}),
         extra=dict(extra or {}),
     )
 

@@ -298,22 +298,25 @@ def test_system_blocks_stay_apart(sdk, fake_anthropic, fake_openai):
 
 
 def test_what_cannot_reach_a_vendor_of_another_format_is_refused_by_name_not_dropped(sdk, fake_openai):
-    tool = {"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}
+    search = {"type": "web_search_20250305", "name": "web_search"}  # runs at Anthropic only
     with pytest.raises(anthropic.BadRequestError) as caught:
-        sdk.messages.create(model="gpt-3.5-turbo", max_tokens=20, messages=HELLO, tools=[tool])
-    assert "tools" in caught.value.message
-    image = {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}
+        sdk.messages.create(model="gpt-4o", max_tokens=20, messages=HELLO, tools=[search])
+    assert "web_search_20250305 tools" in caught.value.message
+    document = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "Notes."}}
     with pytest.raises(anthropic.BadRequestError) as caught:
-        sdk.messages.create(model="gpt-3.5-turbo", max_tokens=20, messages=[{"role": "user", "content": [image]}])
-    assert "image" in caught.value.message
+        sdk.messages.create(model="gpt-4o", max_tokens=20, messages=[{"role": "user", "content": [document]}])
+    assert "document blocks" in caught.value.message
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        sdk.messages.create(model="gpt-4o", max_tokens=20, messages=HELLO, extra_body={"top_k": 5})
+    assert "top_k" in caught.value.message
     assert fake_openai.requests == [] and not UsageRecord.objects.exists()
 
 
-def test_metadata_reaches_anthropic_and_no_other_vendor(sdk, fake_anthropic, fake_openai):
+def test_metadata_reaches_anthropic_and_its_user_id_is_openais_user(sdk, fake_anthropic, fake_openai):
     sdk.messages.create(model="claude-3-sonnet", max_tokens=20, messages=HELLO, metadata={"user_id": "u-7"})
     sdk.messages.create(model="gpt-3.5-turbo", max_tokens=20, messages=HELLO, metadata={"user_id": "u-7"})
     assert fake_anthropic.last.json["metadata"] == {"user_id": "u-7"}
-    assert "metadata" not in fake_openai.last.json
+    assert "metadata" not in fake_openai.last.json and fake_openai.last.json["user"] == "u-7"
 
 
 WEATHER_TOOL = {

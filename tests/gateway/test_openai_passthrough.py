@@ -120,9 +120,10 @@ def test_n_replies_are_all_held_on_the_quota(sdk, alice, fake_openai):
 @pytest.mark.parametrize(
     "fields,named",
     [
-        ({"tools": [WEATHER]}, "tools"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"n": 2}, "n"),
         ({"logprobs": True}, "logprobs"),
+        ({"tools": [{"type": "custom", "custom": {"name": "grep"}}]}, "custom tools"),
+        ({"functions": [{"name": "get_weather", "parameters": {"type": "object"}}]}, "functions"),
     ],
 )
 def test_what_cannot_reach_a_vendor_of_another_format_is_refused_by_name(sdk, fake_anthropic, fields, named):

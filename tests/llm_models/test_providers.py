@@ -213,11 +213,11 @@ def test_anthropic_gets_alternating_turns_and_stop_sequences(fake_anthropic):
     )
 
     sent = fake_anthropic.last.json
-    assert sent["system"] == "Be brief.\n\nAnswer in French."
+    assert sent["system"] == [{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Answer in French."}]
     assert sent["messages"] == [
         {"role": "user", "content": "..."},
         {"role": "assistant", "content": "Welcome!"},
-        {"role": "user", "content": "One.\n\nTwo."},
+        {"role": "user", "content": [{"type": "text", "text": "One."}, {"type": "text", "text": "Two."}]},
         {"role": "assistant", "content": "Un."},
     ]
     assert sent["stop_sequences"] == ["END"] and sent["metadata"] == {"user_id": "alice"}
@@ -226,7 +226,7 @@ def test_anthropic_gets_alternating_turns_and_stop_sequences(fake_anthropic):
 
 def test_to_anthropic_without_system_sends_no_system():
     system, turns = to_anthropic([{"role": "user", "content": "Hi"}])
-    assert system == "" and turns == [{"role": "user", "content": "Hi"}]
+    assert system == [] and turns == [{"role": "user", "content": "Hi"}]
 
 
 def test_to_anthropic_leaves_out_empty_turns_which_claude_refuses():
@@ -237,7 +237,7 @@ def test_to_anthropic_leaves_out_empty_turns_which_claude_refuses():
             {"role": "user", "content": "Still there?"},
         ]
     )
-    assert turns == [{"role": "user", "content": "Hi\n\nStill there?"}]
+    assert turns == [{"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": "Still there?"}]}]
 
 
 def test_anthropic_maps_max_tokens_to_length(fake_anthropic):
