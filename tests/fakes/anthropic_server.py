@@ -89,7 +89,9 @@ class FakeAnthropic(FakeVendor):
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": ([{"type": "text", "text": "".join(pieces)}] if pieces or not tools else []) + tools,
+            "content": thinking_blocks(reply.thinking)
+            + ([{"type": "text", "text": "".join(pieces)}] if pieces or not tools else [])
+            + tools,
             "stop_reason": stop_reason,
             "stop_sequence": stop_sequence,
         }
@@ -114,6 +116,13 @@ def cut_at_stop_sequence(pieces: list[str], stop_sequences: list[str]) -> tuple[
         kept.append(piece)
         length += len(piece)
     return kept, sequence
+
+
+SIGNATURE = "c2lnbmVkLWJ5LXRoZS1mYWtl"
+
+
+def thinking_blocks(thinking: str | None) -> list[dict]:
+    return [] if thinking is None else [{"type": "thinking", "thinking": thinking, "signature": SIGNATURE}]
 
 
 def cache_counts(cache: tuple[int, int]) -> dict:
@@ -151,19 +160,27 @@ async def stream(
     }
     if usage is not None:
         message["usage"] = {"input_tokens": usage[0], "output_tokens": 1} | cache_counts(exchange.reply.cache)
+    thinking = exchange.reply.thinking
+    first = 0 if thinking is None else 1  # the text block's index: after the thinking block, if any
     delta_head = (
-        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
-        b'"delta":{"type":"text_delta","text":'
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+        b'"delta":{"type":"text_delta","text":' % first
     )
     await exchange.start_stream()
-    opening = (
-        event("message_start", {"type": "message_start", "message": message})
-        + event(
-            "content_block_start",
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-        )
-        + event("ping", {"type": "ping"})
-    )
+    opening = event("message_start", {"type": "message_start", "message": message})
+    if thinking is not None:
+        block = {"type": "thinking", "thinking": "", "signature": ""}
+        opening += event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
+        for delta in (
+            {"type": "thinking_delta", "thinking": thinking},
+            {"type": "signature_delta", "signature": SIGNATURE},
+        ):
+            opening += event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+        opening += event("content_block_stop", {"type": "content_block_stop", "index": 0})
+    opening += event(
+        "content_block_start",
+        {"type": "content_block_start", "index": first, "content_block": {"type": "text", "text": ""}},
+    ) + event("ping", {"type": "ping"})
     if not await exchange.event(opening, delay=False):
         return
     cut_after = exchange.reply.cut_after
@@ -174,7 +191,7 @@ async def stream(
             return
     if cut_after is not None:
         return
-    for index, tool in enumerate(tools or [], start=1):
+    for index, tool in enumerate(tools or [], start=first + 1):
         # As Anthropic streams a tool call: the block with an empty input, then the input's JSON
         # in fragments.
         arguments = json.dumps(tool["input"])
@@ -188,7 +205,7 @@ async def stream(
             events += event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
         if not await exchange.event(events):
             return
-    last_block = len(tools or [])
+    last_block = first + len(tools or [])
     message_delta: dict = {
         "type": "message_delta",
         "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},

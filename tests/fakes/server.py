@@ -41,6 +41,8 @@ class Reply:
     finish_reason: str | None = None  # default: "stop"/"end_turn", or the max_tokens one if cut
     # OpenAI: the reply calls these tools instead of answering: [{"name": ..., "arguments": "{...}"}]
     tool_calls: list[dict] | None = None
+    # Anthropic: a thinking block (with a signature) before the reply, streamed as thinking_delta.
+    thinking: str | None = None
     # Prompt tokens the vendor says it read from / wrote to its prompt cache (OpenAI: read only).
     cache: tuple[int, int] = (0, 0)
 

@@ -237,7 +237,9 @@ def test_to_anthropic_leaves_out_empty_turns_which_claude_refuses():
             {"role": "user", "content": "Still there?"},
         ]
     )
-    assert turns == [{"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": "Still there?"}]}]
+    assert turns == [
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": "Still there?"}]}
+    ]
 
 
 def test_anthropic_maps_max_tokens_to_length(fake_anthropic):
