@@ -155,7 +155,7 @@ def _tool(tool: object, index: int, untranslatable: list[str]) -> dict | None:
     return {"type": "function", "function": function}
 
 
-def _tool_choice(choice: object, options: dict) -> None:
+def _tool_choice(choice: object, options: dict, untranslatable: list[str]) -> None:
     if not isinstance(choice, dict):
         raise GatewayError("tool_choice: must be an object with a type", type="invalid_request")
     kind = choice.get("type")
@@ -164,7 +164,7 @@ def _tool_choice(choice: object, options: dict) -> None:
     elif kind in ("auto", "any", "none"):
         options["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[kind]
     else:
-        raise GatewayError("tool_choice.type: must be auto, any, tool or none", type="invalid_request")
+        untranslatable.append(f"tool_choice: {str(kind)[:20]}")
     if choice.get("disable_parallel_tool_use"):
         options["parallel_tool_calls"] = False
 
@@ -183,22 +183,26 @@ def _options(body: dict, untranslatable: list[str]) -> dict:
         tools = [_tool(tool, index, untranslatable) for index, tool in enumerate(body["tools"])]
         options["tools"] = [tool for tool in tools if tool]
     if body.get("tool_choice") is not None:
-        _tool_choice(body["tool_choice"], options)
+        _tool_choice(body["tool_choice"], options, untranslatable)
     config = body.get("output_config") or {}
     if not isinstance(config, dict):
         raise GatewayError("output_config: must be an object", type="invalid_request")
     output_format = config.get("format")
-    if output_format is not None:
-        if not isinstance(output_format, dict) or not isinstance(output_format.get("schema"), dict):
-            raise GatewayError(
-                "output_config.format: must be {type: json_schema, schema: {...}}", type="invalid_request"
-            )
+    if isinstance(output_format, dict) and output_format.get("type") == "json_schema":
+        if not isinstance(output_format.get("schema"), dict):
+            raise GatewayError("output_config.format.schema: must be an object", type="invalid_request")
         schema = {"name": "output", "schema": output_format["schema"]}
         options["response_format"] = {"type": "json_schema", "json_schema": schema}
-    thinking = body.get("thinking") or {}
+    elif output_format is not None:
+        untranslatable.append("output_config.format: other than json_schema")
     effort = EFFORTS.get(str(config.get("effort")))
+    if config.get("effort") is not None and effort is None:
+        untranslatable.append(f"output_config.effort: {str(config['effort'])[:20]}")
+    thinking = body.get("thinking")
     if effort is None and isinstance(thinking, dict) and thinking.get("type") == "enabled":
-        budget = thinking.get("budget_tokens") or 0
+        budget = thinking.get("budget_tokens")
+        if isinstance(budget, bool) or not isinstance(budget, int):
+            raise GatewayError("thinking.budget_tokens: must be an integer", type="invalid_request")
         effort = next((name for limit, name in BUDGET_EFFORTS if budget < limit), "high")
     if effort:
         options["reasoning_effort"] = effort

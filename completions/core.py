@@ -313,11 +313,11 @@ def _vendor_request(params: CallParams, model: LLMModel) -> VendorRequest:
         extra, options = params.forwarded, {}
         counted = params.counted or params.forwarded.get("messages", params.messages)
     elif params.untranslatable:
-        names = ", ".join(params.untranslatable)
+        names = ", ".join(name[:100] for name in params.untranslatable[:10])  # names echo the client's input
         raise GatewayError(
             f"Not supported with {model.name}, whose vendor speaks another format than this request: {names}.",
             type="invalid_request",
-            param=params.untranslatable[0],
+            param=params.untranslatable[0][:100],
         )
     choices = extra.get("n", 1)
     if isinstance(choices, bool) or not isinstance(choices, int) or not 1 <= choices <= 128:

@@ -182,7 +182,8 @@ def _options(body: dict, untranslatable: list[str]) -> dict:
         elif not isinstance(function, dict) or not isinstance(function.get("name"), str):
             raise GatewayError(f"tools[{index}] needs a function with a name.", type="invalid_request", param="tools")
     choice = options.get("tool_choice")
-    named = isinstance(choice, dict) and isinstance((choice.get("function") or {}).get("name"), str)
+    function = choice.get("function") if isinstance(choice, dict) else None
+    named = isinstance(function, dict) and isinstance(function.get("name"), str)
     if choice is not None and choice not in ("auto", "none", "required") and not named:
         untranslatable.append("tool_choice: other than auto, none, required or a named function")
     if not isinstance(options.get("parallel_tool_calls", True), bool):
@@ -190,28 +191,23 @@ def _options(body: dict, untranslatable: list[str]) -> dict:
             "'parallel_tool_calls' must be true or false.", type="invalid_request", param="parallel_tool_calls"
         )
     response_format = options.get("response_format")
-    if response_format is not None:
-        kind = response_format.get("type") if isinstance(response_format, dict) else None
-        schema = ((response_format.get("json_schema") or {}) if kind == "json_schema" else {}).get("schema")
-        if kind not in ("text", "json_object", "json_schema") or (
-            kind == "json_schema" and not isinstance(schema, dict)
-        ):
-            raise GatewayError(
-                '\'response_format\' must be {"type": "text"}, {"type": "json_object"} or '
-                '{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}.',
-                type="invalid_request",
-                param="response_format",
-            )
-    forced = choice == "required" or named or (response_format or {}).get("type") in ("json_object", "json_schema")
-    if options.get("reasoning_effort") not in (None, "none") and forced:
+    if not isinstance(response_format, dict | None):
+        raise GatewayError("'response_format' must be an object.", type="invalid_request", param="response_format")
+    kind = response_format.get("type") if response_format else None
+    if response_format is not None and kind not in ("text", "json_object", "json_schema"):
+        # A format of OpenAI's own (or one it ships tomorrow): relayed, never translated.
+        untranslatable.append(f"response_format: {str(kind or 'untyped')[:20]}")
+    if response_format and kind == "json_schema":
+        spec = response_format.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+            untranslatable.append("response_format: a json_schema without its schema")
+    forced = choice == "required" or named or kind in ("json_object", "json_schema")
+    effort = options.get("reasoning_effort")
+    if effort is not None and effort not in REASONING_EFFORTS:
+        untranslatable.append(f"reasoning_effort: {str(effort)[:20]!r}")
+    elif effort not in (None, "none") and forced:
         # Claude cannot think while made to use a tool (how tool_choice and response_format reach it)
         untranslatable.append("reasoning_effort with tool_choice required or named, or with response_format")
-    if options.get("reasoning_effort") not in (None, *REASONING_EFFORTS):
-        raise GatewayError(
-            f"'reasoning_effort' must be one of {', '.join(REASONING_EFFORTS)}.",
-            type="invalid_request",
-            param="reasoning_effort",
-        )
     return options
 
 
