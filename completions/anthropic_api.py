@@ -228,6 +228,7 @@ INTERPRETED = {
     "output_config",
     "thinking",
     "metadata",  # its user_id becomes OpenAI's `user`; the rest serves Anthropic's abuse detection
+    "cache_control",  # a cache marker: OpenAI-style vendors cache prompts on their own
 }
 
 

@@ -140,6 +140,7 @@ class Outcome:
     raw: dict | None = None  # the vendor's own answer (Completion.raw)
     tool_calls: list[dict] = field(default_factory=list)  # Completion.tool_calls
     reasoning: str = ""
+    thinking_blocks: list[dict] = field(default_factory=list)  # Completion.thinking_blocks
 
 
 # Stores what a call produced, inside the settlement's transaction; returns the usage record's
@@ -427,6 +428,7 @@ async def call_complete(call: Call) -> Outcome:
     outcome.finish_reason = completion.finish_reason or FinishReason.STOP
     outcome.stop_sequence, outcome.raw = completion.stop_sequence, completion.raw
     outcome.tool_calls, outcome.reasoning = completion.tool_calls, completion.reasoning
+    outcome.thinking_blocks = completion.thinking_blocks
     await db_phase(_settle, call, outcome)
     return outcome
 

@@ -126,6 +126,10 @@ def _message(message: object, index: int, untranslatable: list[str]) -> dict:
     assert isinstance(message, dict)
     if role == "function" or message.get("function_call"):
         untranslatable.append(f"{where}: legacy function calls (use tools)")
+    if message.get("name"):
+        untranslatable.append(f"{where}.name")  # Claude has no speaker names
+    if message.get("audio") or message.get("refusal"):
+        untranslatable.append(f"{where}: an assistant's audio or refusal")
     neutral: dict = {"role": ROLES[role], "content": _content(message.get("content"), where, untranslatable)}
     if role == "tool":
         if not isinstance(message.get("tool_call_id"), str) or not message["tool_call_id"]:
@@ -365,7 +369,8 @@ async def _sse(call: Call, items: AsyncGenerator[Chunk | GatewayError], include_
 
 def _message_of(reply: Outcome) -> dict:
     """The reply as OpenAI's assistant message: its text (null when it only calls tools), its tool
-    calls, and Claude's thinking as `reasoning_content` (the field OpenAI-compatible servers use)."""
+    calls, and Claude's thinking as `reasoning_content` (the field OpenAI-compatible servers use)
+    and as its signed `thinking_blocks`."""
     message: dict = {"role": "assistant", "content": reply.text or None, "refusal": None}
     if reply.tool_calls:
         message["tool_calls"] = reply.tool_calls
@@ -373,6 +378,8 @@ def _message_of(reply: Outcome) -> dict:
         message["content"] = reply.text
     if reply.reasoning:
         message["reasoning_content"] = reply.reasoning
+    if reply.thinking_blocks:  # sent back with the message, they let Claude think through a tool loop
+        message["thinking_blocks"] = reply.thinking_blocks
     return message
 
 

@@ -210,13 +210,14 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
         usage = body.get("usage") or {}
         known = usage.get("input_tokens") is not None and usage.get("output_tokens") is not None
         stop_reason = body.get("stop_reason") or ""
-        texts, reasoning, tool_calls = [], [], []
+        texts, reasoning, tool_calls, thinking_blocks = [], [], [], []
         for block in body.get("content") or ():
             kind = block.get("type")
             if kind == "text":
                 texts.append(str(block.get("text", "")))
-            elif kind == "thinking":
+            elif kind in ("thinking", "redacted_thinking"):
                 reasoning.append(str(block.get("thinking", "")))
+                thinking_blocks.append(block)
             elif kind == "tool_use" and block.get("name") == JSON_TOOL and _asked_json(request):
                 texts.append(json.dumps(block.get("input"), ensure_ascii=False))
                 stop_reason = "end_turn" if stop_reason == "tool_use" else stop_reason
@@ -231,6 +232,7 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
             raw=body,
             tool_calls=tool_calls,
             reasoning="".join(reasoning),
+            thinking_blocks=thinking_blocks,
         )
 
     async def send_stream(

@@ -73,6 +73,9 @@ class Completion:
     # {"name", "arguments": a JSON string}}].
     tool_calls: list[dict] = field(default_factory=list)
     reasoning: str = ""  # what the model thought aloud (Claude's thinking blocks), where shown
+    # Claude's thinking blocks as it sent them (signed): a client of another format keeps them
+    # and sends them back, which Claude requires to continue a tool loop while thinking.
+    thinking_blocks: list[dict] = field(default_factory=list)
 
 
 @dataclass

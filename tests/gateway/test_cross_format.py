@@ -292,3 +292,24 @@ def test_anthropic_thinking_asks_an_openai_model_for_reasoning_effort(anthropic_
         thinking={"type": "enabled", "budget_tokens": 10_000},
     )
     assert fake_openai.last.json["reasoning_effort"] == "medium"
+
+
+def test_claudes_signed_thinking_goes_back_with_the_tool_loop(openai_sdk, fake_anthropic):
+    fake_anthropic.configure(
+        thinking="I need the weather.", tool_calls=[{"name": "get_weather", "arguments": '{"city": "Paris"}'}]
+    )
+    first = openai_sdk.chat.completions.create(
+        model="claude-sonnet-4", messages=QUESTION, tools=[OPENAI_WEATHER], reasoning_effort="low"
+    )
+    message = first.choices[0].message.model_dump(exclude_none=True)
+    assert message["thinking_blocks"][0]["signature"]
+
+    fake_anthropic.configure(thinking=None, tool_calls=None, text="Sunny.")
+    history = [*QUESTION, message, {"role": "tool", "tool_call_id": "toolu_0", "content": "sunny"}]
+    openai_sdk.chat.completions.create(
+        model="claude-sonnet-4", messages=history, tools=[OPENAI_WEATHER], reasoning_effort="low"
+    )
+
+    turn = fake_anthropic.last.json["messages"][1]["content"]
+    assert [block["type"] for block in turn] == ["thinking", "tool_use"]
+    assert turn[0] == message["thinking_blocks"][0]
