@@ -6,6 +6,7 @@ import asyncio
 import anthropic
 import httpx2 as httpx
 import pytest
+from pydantic import BaseModel
 
 from billing.models import APIKey, Quota, UsageRecord
 from llm_models.models import LLMModel
@@ -370,6 +371,27 @@ def test_a_streamed_tool_use_arrives_whole_and_is_billed(sdk, fake_anthropic):
     assert (use.name, use.input, message.stop_reason) == ("get_weather", {"city": "Paris"}, "tool_use")
     assert message.model == "claude-3-sonnet"
     assert UsageRecord.objects.get().completion_tokens == 21
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+
+
+def test_structured_output_parses_into_the_clients_model_with_claude(sdk, fake_anthropic):
+    fake_anthropic.configure(text='{"name": "Alice", "age": 30}', usage=(20, 9))
+
+    message = sdk.messages.parse(
+        model="claude-sonnet-4",
+        max_tokens=100,
+        messages=[{"role": "user", "content": "Alice is 30."}],
+        output_format=Person,
+    )
+
+    assert message.parsed_output == Person(name="Alice", age=30)
+    sent = fake_anthropic.last.json["output_config"]["format"]
+    assert sent["type"] == "json_schema" and sent["schema"]["properties"].keys() == {"name", "age"}
+    assert UsageRecord.objects.get().completion_tokens == 9
 
 
 def test_an_image_reaches_claude_as_sent(sdk, fake_anthropic):
