@@ -130,8 +130,8 @@ def json_object(raw: bytes) -> dict:
     """A request body that must be a JSON object, or a 400 saying what is wrong with it."""
     try:
         body = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise GatewayError(f"The body is not valid JSON: {exc}", type="invalid_request") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested past Python's stack: not JSON we take
+        raise GatewayError(f"The body is not valid JSON: {str(exc)[:200]}", type="invalid_request") from exc
     if not isinstance(body, dict):
         raise GatewayError("The body must be a JSON object.", type="invalid_request")
     return body

@@ -181,12 +181,14 @@ def _options(body: dict, untranslatable: list[str]) -> dict:
         if not isinstance(body["tools"], list):
             raise GatewayError("tools: must be a list", type="invalid_request")
         tools = [_tool(tool, index, untranslatable) for index, tool in enumerate(body["tools"])]
-        options["tools"] = [tool for tool in tools if tool]
+        if any(tools):  # OpenAI refuses an empty list
+            options["tools"] = [tool for tool in tools if tool]
     if body.get("tool_choice") is not None:
         _tool_choice(body["tool_choice"], options, untranslatable)
     config = body.get("output_config") or {}
     if not isinstance(config, dict):
         raise GatewayError("output_config: must be an object", type="invalid_request")
+    untranslatable += [f"output_config.{name}" for name in sorted(set(config) - {"format", "effort"})]
     output_format = config.get("format")
     if isinstance(output_format, dict) and output_format.get("type") == "json_schema":
         if not isinstance(output_format.get("schema"), dict):
@@ -336,6 +338,7 @@ class _Blocks:
         self.index = -1
         self.open_kind = ""  # "thinking", "text" or "tool_use"
         self.call_index: int | None = None  # the OpenAI index of the open tool call
+        self.call_id: str | None = None
 
     def _open(self, kind: str, block: dict) -> list[bytes]:
         events = self.close()
@@ -347,7 +350,7 @@ class _Blocks:
     def close(self) -> list[bytes]:
         if not self.open_kind:
             return []
-        self.open_kind, self.call_index = "", None
+        self.open_kind, self.call_index, self.call_id = "", None, None
         return [_event("content_block_stop", {"type": "content_block_stop", "index": self.index})]
 
     def _delta(self, delta: dict) -> bytes:
@@ -365,7 +368,8 @@ class _Blocks:
             events.append(self._delta({"type": "text_delta", "text": item.text}))
         for call in item.tool_calls:
             function = call.get("function") or {}
-            if call.get("index") != self.call_index or self.open_kind != "tool_use":
+            new_call = call.get("id") and call.get("id") != self.call_id
+            if new_call or call.get("index") != self.call_index or self.open_kind != "tool_use":
                 block: dict = {
                     "type": "tool_use",
                     "id": call.get("id") or "",
@@ -373,7 +377,7 @@ class _Blocks:
                     "input": {},
                 }
                 events += self._open("tool_use", block)
-                self.call_index = call.get("index")
+                self.call_index, self.call_id = call.get("index"), call.get("id")
             if function.get("arguments"):
                 events.append(self._delta({"type": "input_json_delta", "partial_json": function["arguments"]}))
         return events

@@ -15,6 +15,7 @@ finish reason), or a GatewayError last when the vendor fails mid-way.
 """
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
@@ -207,12 +208,13 @@ def call_admit(
         max_tokens=allowance * choices,
         shrinkable=max_tokens is None and choices == 1,
     )
+    # OpenAI's current name for it (its reasoning models refuse max_tokens); servers that only mimic
+    # OpenAI know the older one. A client of OpenAI's format has named it itself.
+    default_param = "max_completion_tokens" if model.provider == ProviderKind.OPENAI else "max_tokens"
     if max_tokens is not None:
-        max_tokens_param = max_tokens_param or "max_tokens"
+        max_tokens_param = max_tokens_param or default_param
     elif admission.max_tokens < room * choices:
-        # OpenAI's current name for it (its reasoning models refuse max_tokens); servers that only
-        # mimic OpenAI know the older one.
-        max_tokens_param = "max_completion_tokens" if model.provider == ProviderKind.OPENAI else "max_tokens"
+        max_tokens_param = default_param
     else:
         max_tokens_param = None
     request = build_request(
@@ -422,6 +424,8 @@ async def call_complete(call: Call) -> Outcome:
         status=UsageStatus.OK,
         started=started,
         text=completion.text,
+        # Billed as produced when the vendor reports no usage: the calls and thinking too.
+        tool_text=(json.dumps(completion.tool_calls) if completion.tool_calls else "") + completion.reasoning,
         usage=completion.usage,
         request_id=completion.request_id,
     )

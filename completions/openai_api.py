@@ -87,7 +87,7 @@ def _arguments_object(arguments: object) -> bool:
         return True
     try:
         return isinstance(arguments, str) and isinstance(json.loads(arguments), dict)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 
@@ -99,11 +99,8 @@ def _tool_calls(calls: object, where: str, untranslatable: list[str]) -> list[di
     for index, call in enumerate(calls):
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not call.get("id"):
-            raise GatewayError(
-                f"{where}.tool_calls[{index}] needs an id and a function with a name.",
-                type="invalid_request",
-                param="messages",
-            )
+            untranslatable.append(f"{where}.tool_calls[{index}]: calls other than a function's with an id")
+            continue
         if not _arguments_object(function.get("arguments")):
             untranslatable.append(f"{where}.tool_calls[{index}]: arguments that are not a JSON object")
         arguments = function.get("arguments") or "{}"
@@ -205,13 +202,16 @@ def _options(body: dict, untranslatable: list[str]) -> dict:
         spec = response_format.get("json_schema")
         if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
             untranslatable.append("response_format: a json_schema without its schema")
-    forced = choice == "required" or named or kind in ("json_object", "json_schema")
+    if kind == "json_object" and tools:
+        # Claude is given json_object as a tool it must call; it could not also choose among others.
+        untranslatable.append("response_format json_object with tools (a json_schema works)")
+    forced = choice == "required" or named or kind == "json_object"
     effort = options.get("reasoning_effort")
     if effort is not None and effort not in REASONING_EFFORTS:
         untranslatable.append(f"reasoning_effort: {str(effort)[:20]!r}")
     elif effort not in (None, "none") and forced:
         # Claude cannot think while made to use a tool (how tool_choice and response_format reach it)
-        untranslatable.append("reasoning_effort with tool_choice required or named, or with response_format")
+        untranslatable.append("reasoning_effort with tool_choice required or named, or with json_object")
     return options
 
 
@@ -274,7 +274,10 @@ def parse_chat_request(raw: bytes) -> tuple[CallParams, bool, bool]:
         needs=needs,
     )
     stream = bool(body.get("stream"))
-    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    stream_options = body.get("stream_options") or {}
+    if not isinstance(stream_options, dict):
+        raise GatewayError("'stream_options' must be an object.", type="invalid_request", param="stream_options")
+    include_usage = bool(stream_options.get("include_usage"))
     return params, stream, include_usage
 
 

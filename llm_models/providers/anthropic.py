@@ -96,7 +96,11 @@ def _turn(message: dict) -> tuple[str, list[dict]]:
         return "user", [_tool_result(message)]
     if role == "assistant":
         # Thinking first (where the client kept Claude's signed blocks), then text, then calls.
-        thinking = [block for block in message.get("thinking_blocks") or () if isinstance(block, dict)]
+        thinking = [
+            block
+            for block in message.get("thinking_blocks") or ()
+            if isinstance(block, dict) and block.get("type") in ("thinking", "redacted_thinking")
+        ]
         calls = [_tool_use(call) for call in message.get("tool_calls") or ()]
         return "assistant", thinking + _blocks(message.get("content")) + calls
     return "user", _blocks(message.get("content"))
@@ -128,10 +132,9 @@ def to_anthropic(messages: list[dict]) -> tuple[list[dict], list[dict]]:
     return system, turns
 
 
-# A response_format (json_object, or json_schema) on Claude: the reply is asked for as the input of
-# this tool, its schema the client's, the tool forced; its input is handed back as the reply's
-# text. Every Claude model that takes tools can do it (a model's own structured output,
-# output_config.format, is newer and not on all of them).
+# response_format json_object (JSON, no schema) on Claude: the reply is asked for as the input of
+# this tool, forced, and handed back as the reply's text. (A json_schema format uses Claude's own
+# structured output, output_config.format, which needs a schema.)
 JSON_TOOL = "json_output"
 JSON_TOOL_DESCRIPTION = "Give your whole answer as this tool's input."
 # OpenAI's reasoning_effort -> Claude's output_config.effort (with adaptive thinking).
@@ -164,18 +167,18 @@ def anthropic_options(options: dict) -> dict:
     params: dict = {}
     tools = [_tool(tool) for tool in options.get("tools") or ()]
     choice = _tool_choice(options.get("tool_choice"), options.get("parallel_tool_calls"))
+    output_config: dict = {}
     response_format = options.get("response_format") or {}
-    if response_format.get("type") in ("json_object", "json_schema"):
-        schema = (response_format.get("json_schema") or {}).get("schema") or {"type": "object"}
-        tools.append({"name": JSON_TOOL, "description": JSON_TOOL_DESCRIPTION, "input_schema": schema})
-        # With tools of its own, the model may call them or answer (in JSON): any tool will do.
-        if choice is None or choice["type"] in ("auto", "any"):
-            choice = {"type": "any"} if len(tools) > 1 else {"type": "tool", "name": JSON_TOOL}
-        elif choice["type"] == "none":
-            tools, choice = tools[-1:], {"type": "tool", "name": JSON_TOOL}
+    if response_format.get("type") == "json_schema":
+        output_config["format"] = {"type": "json_schema", "schema": response_format["json_schema"]["schema"]}
+    elif response_format.get("type") == "json_object":  # never with tools of the client's (a 400)
+        tools = [{"name": JSON_TOOL, "description": JSON_TOOL_DESCRIPTION, "input_schema": {"type": "object"}}]
+        choice = {"type": "tool", "name": JSON_TOOL}
     if effort := EFFORTS.get(options.get("reasoning_effort") or ""):
         params["thinking"] = {"type": "adaptive"}
-        params["output_config"] = {"effort": effort}
+        output_config["effort"] = effort
+    if output_config:
+        params["output_config"] = output_config
     if tools:
         params["tools"] = tools
     if choice is not None:
@@ -252,6 +255,7 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
             # Content block index -> how its deltas are passed on: "tool" (the n-th tool call, as
             # OpenAI numbers them) or "json" (the JSON tool's input: the reply's text).
             blocks: dict[object, tuple[str, int]] = {}
+            argued: set[object] = set()  # the tool blocks whose input came in fragments
             async for line in response.iter_lines():
                 if not line.startswith("data:"):
                     continue  # "event:" lines repeat the data's "type"; blank separators
@@ -265,11 +269,20 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
                         chunk.text = str(delta.get("text") or "")
                     elif delta.get("type") == "thinking_delta":
                         chunk.reasoning = str(delta.get("thinking") or "")
-                    elif delta.get("type") == "input_json_delta" and block_kind == "json":
-                        chunk.text = str(delta.get("partial_json") or "")
                     elif delta.get("type") == "input_json_delta":  # a tool call's input, in fragments
                         fragment = str(delta.get("partial_json") or "")
-                        chunk.tool_calls = [{"index": call_index, "function": {"arguments": fragment}}]
+                        argued.add(event.get("index") if fragment else None)
+                        if block_kind == "json":
+                            chunk.text = fragment
+                        else:
+                            chunk.tool_calls = [{"index": call_index, "function": {"arguments": fragment}}]
+                elif kind == "content_block_stop" and event.get("index") not in argued:
+                    # A tool that takes no input streams none: its arguments are still an object.
+                    block_kind, call_index = blocks.get(event.get("index"), ("text", 0))
+                    if block_kind == "json":
+                        chunk.text = "{}"
+                    elif block_kind == "tool":
+                        chunk.tool_calls = [{"index": call_index, "function": {"arguments": "{}"}}]
                 elif kind == "content_block_start":
                     block = event.get("content_block") or {}
                     if block.get("type") == "tool_use" and block.get("name") == JSON_TOOL and _asked_json(request):
@@ -328,8 +341,8 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
 
 
 def _asked_json(request: CompletionRequest) -> bool:
-    """Whether the JSON tool is the gateway's (a response format asked for), not the client's."""
-    return (request.options.get("response_format") or {}).get("type") in ("json_object", "json_schema")
+    """Whether the JSON tool is the gateway's (a json_object response format), not the client's."""
+    return (request.options.get("response_format") or {}).get("type") == "json_object"
 
 
 def _tool_call(block: dict) -> dict:

@@ -19,7 +19,7 @@ import tiktoken.registry
 from tiktoken_ext import openai_public
 
 # OpenAI model families on o200k_base; every other OpenAI model is on cl100k_base.
-O200K_PREFIXES = ("gpt-4o", "chatgpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4")
+O200K_PREFIXES = ("gpt-4o", "chatgpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "gpt-6", "o1", "o3", "o4")
 
 # Claude's tokenizer is not published, so nothing offline counts Claude tokens exactly
 # (Anthropic's count_tokens endpoint is a network call per count). It splits text into more
@@ -143,8 +143,9 @@ def count_messages(provider: str, provider_model: str, messages: list[dict]) -> 
         total += _count(encoding, text) + images * IMAGE_TOKENS
         if message.get("name"):
             total += TOKENS_PER_NAME + _count(encoding, str(message["name"]))
-        if message.get("tool_calls"):  # an assistant's calls: their JSON, an estimate that errs high
-            total += _count(encoding, json.dumps(message["tool_calls"]))
+        for name in ("tool_calls", "thinking_blocks"):  # an assistant's calls, Claude's thinking: their JSON
+            if message.get(name):
+                total += _count(encoding, json.dumps(message[name]))
     return _with_margin(provider, total)
 
 

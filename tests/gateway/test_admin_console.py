@@ -156,8 +156,8 @@ def test_the_dashboard_shows_counts(seeded, admin_browser, alice, bob):
     LLMModel.objects.filter(name="claude-3-opus").update(enabled=False)
     content = admin_browser.get("/admin/").content.decode()
     assert "Gateway at a glance" in content
-    assert '<th scope="row">Models enabled</th><td>7</td>' in content
-    assert '<th scope="row">Models in the catalog</th><td>8</td>' in content
+    assert '<th scope="row">Models enabled</th><td>10</td>' in content
+    assert '<th scope="row">Models in the catalog</th><td>11</td>' in content
     assert '<th scope="row">Users</th><td>3</td>' in content  # alice, bob, root
 
 

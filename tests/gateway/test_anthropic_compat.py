@@ -225,11 +225,14 @@ def test_the_sdk_lists_and_retrieves_models_in_anthropics_format(sdk):
 
     assert sorted(m.id for m in listed) == [
         "claude-3-sonnet",
+        "claude-opus-5-5",
         "claude-sonnet-4",
+        "claude-sonnet-5-5",
         "gpt-3.5-turbo",
         "gpt-4-turbo",
         "gpt-4o",
         "gpt-4o-mini",
+        "gpt-6-luna",
         "text-embedding-3-small",
     ]
     assert {m.type for m in listed} == {"model"}
@@ -382,7 +385,7 @@ def test_structured_output_parses_into_the_clients_model_with_claude(sdk, fake_a
     fake_anthropic.configure(text='{"name": "Alice", "age": 30}', usage=(20, 9))
 
     message = sdk.messages.parse(
-        model="claude-sonnet-4",
+        model="claude-sonnet-5-5",
         max_tokens=100,
         messages=[{"role": "user", "content": "Alice is 30."}],
         output_format=Person,

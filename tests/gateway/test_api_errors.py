@@ -109,5 +109,5 @@ def test_a_page_past_the_end_is_a_json_404(seeded, alice_client):
 
 def test_a_page_size_is_capped(seeded, alice_client):
     body = alice_client.get("/api/models/", {"page_size": 100000}).json()
-    assert body["count"] == 8
-    assert len(body["results"]) == 8
+    assert body["count"] == 11
+    assert len(body["results"]) == 11

@@ -116,30 +116,57 @@ def test_openai_sdk_streams_claudes_tool_call_in_fragments(openai_sdk, fake_anth
     assert billed() == [(50, 21, "ok")]
 
 
-def test_openai_sdk_parse_with_claude_through_a_forced_tool(openai_sdk, fake_anthropic):
-    fake_anthropic.configure(tool_calls=[{"name": "json_output", "arguments": '{"name": "Alice", "age": 30}'}])
+def test_openai_sdk_parse_with_claude_through_its_structured_output(openai_sdk, fake_anthropic):
+    fake_anthropic.configure(text='{"name": "Alice", "age": 30}', usage=(25, 9))
 
     completion = openai_sdk.chat.completions.parse(
-        model="claude-sonnet-4", messages=[{"role": "user", "content": "Alice is 30."}], response_format=Person
+        model="claude-sonnet-5-5", messages=[{"role": "user", "content": "Alice is 30."}], response_format=Person
     )
 
     assert completion.choices[0].message.parsed == Person(name="Alice", age=30)
     assert completion.choices[0].finish_reason == "stop"
-    sent = fake_anthropic.last.json
-    assert sent["tool_choice"] == {"type": "tool", "name": "json_output"}
-    assert sent["tools"][0]["input_schema"]["properties"] == Person.model_json_schema()["properties"]
+    sent = fake_anthropic.last.json["output_config"]["format"]
+    assert sent["type"] == "json_schema" and sent["schema"]["properties"] == Person.model_json_schema()["properties"]
+    assert "tools" not in fake_anthropic.last.json
+    assert billed() == [(25, 9, "ok")]
 
 
-def test_openai_sdk_streams_structured_output_from_claude_as_text(openai_sdk, fake_anthropic):
+def test_a_json_schema_needs_a_claude_with_structured_output(openai_sdk, fake_anthropic):
+    with pytest.raises(openai.BadRequestError) as caught:
+        openai_sdk.chat.completions.parse(model="claude-sonnet-4", messages=QUESTION, response_format=Person)
+    assert "structured output" in caught.value.message and fake_anthropic.requests == []
+
+
+def test_json_object_reaches_claude_as_a_forced_tool_and_streams_back_as_text(openai_sdk, fake_anthropic):
     fake_anthropic.configure(tool_calls=[{"name": "json_output", "arguments": '{"name": "Bob", "age": 4}'}])
 
-    with openai_sdk.chat.completions.stream(
-        model="claude-sonnet-4", messages=[{"role": "user", "content": "Bob is 4."}], response_format=Person
-    ) as stream:
-        final = stream.get_final_completion()
+    chunks = list(
+        openai_sdk.chat.completions.create(
+            model="claude-sonnet-4",
+            messages=[{"role": "user", "content": "Bob is 4, in JSON."}],
+            response_format={"type": "json_object"},
+            stream=True,
+        )
+    )
 
-    assert final.choices[0].message.parsed == Person(name="Bob", age=4)
-    assert final.choices[0].message.tool_calls in (None, [])
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert json.loads(text) == {"name": "Bob", "age": 4}
+    assert not any(c.choices[0].delta.tool_calls for c in chunks if c.choices)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    sent = fake_anthropic.last.json
+    assert sent["tool_choice"] == {"type": "tool", "name": "json_output"} and len(sent["tools"]) == 1
+
+
+def test_a_tool_without_parameters_streams_empty_arguments_as_an_object(openai_sdk, fake_anthropic):
+    fake_anthropic.configure(tool_calls=[{"name": "get_time", "arguments": "{}"}])
+    clock = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+
+    chunks = list(
+        openai_sdk.chat.completions.create(model="claude-sonnet-4", messages=QUESTION, tools=[clock], stream=True)
+    )
+
+    deltas = [call for chunk in chunks if chunk.choices for call in chunk.choices[0].delta.tool_calls or []]
+    assert json.loads("".join(d.function.arguments or "" for d in deltas)) == {}
 
 
 def test_openai_sdk_asks_claude_about_an_image(openai_sdk, fake_anthropic):
@@ -170,6 +197,21 @@ def test_openai_reasoning_effort_turns_on_claudes_thinking_and_shows_it(openai_s
     assert sent["thinking"] == {"type": "adaptive"} and sent["output_config"] == {"effort": "high"}
     message = reply.choices[0].message
     assert message.content == "Sunny." and message.model_extra["reasoning_content"] == "Paris is in France."
+
+
+def test_a_tool_call_reply_is_billed_with_its_calls_when_the_vendor_reports_no_usage(anthropic_sdk, fake_openai):
+    fake_openai.configure(tool_calls=[{"name": "get_weather", "arguments": '{"city": "Paris"}'}], usage=None)
+
+    anthropic_sdk.messages.create(model="gpt-4o", max_tokens=50, messages=QUESTION, tools=[ANTHROPIC_WEATHER])
+
+    record = UsageRecord.objects.get()
+    assert record.prompt_tokens > 0 and record.completion_tokens > 0
+
+
+def test_an_anthropic_client_gives_openai_max_completion_tokens(anthropic_sdk, fake_openai):
+    anthropic_sdk.messages.create(model="gpt-4o", max_tokens=50, messages=QUESTION)
+    sent = fake_openai.last.json
+    assert sent["max_completion_tokens"] == 50 and "max_tokens" not in sent
 
 
 def test_reasoning_with_a_forced_tool_is_refused_for_claude(openai_sdk, fake_anthropic):

@@ -64,10 +64,9 @@ ANSWER = '{"name": "Alice", "age": 30}'
 @pytest.mark.parametrize(
     "client,model,fake_name,vendor_reply",
     [
-        # ChatOpenAI asks for a JSON schema: OpenAI answers in text; Claude gets the gateway's
-        # forced tool (docs/compat.md) and answers with a call of it.
+        # ChatOpenAI asks for a JSON schema: OpenAI answers in text, Claude in its structured output.
         ("openai", "gpt-4o", "fake_openai", {"text": ANSWER}),
-        ("openai", "claude-sonnet-4", "fake_anthropic", {"tool_calls": [{"name": "json_output", "arguments": ANSWER}]}),
+        ("openai", "claude-sonnet-5-5", "fake_anthropic", {"text": ANSWER}),
         # ChatAnthropic forces a tool of its own named after the model class, at either vendor.
         ("anthropic", "gpt-4o", "fake_openai", {"tool_calls": [{"name": "Person", "arguments": ANSWER}]}),
         ("anthropic", "claude-sonnet-4", "fake_anthropic", {"tool_calls": [{"name": "Person", "arguments": ANSWER}]}),
@@ -81,8 +80,8 @@ def test_with_structured_output_fills_the_model(request, live, alice_key, client
 
     assert person == Person(name="Alice", age=30)
     sent = fake.last.json
-    asked = sent.get("response_format") or sent["tool_choice"]
-    assert "Person" in str(asked) or asked == {"type": "tool", "name": "json_output"}
+    asked = sent.get("response_format") or sent.get("output_config") or sent["tool_choice"]
+    assert "Person" in str(asked) or asked["format"]["type"] == "json_schema"
     assert [(r.prompt_tokens, r.completion_tokens) for r in UsageRecord.objects.all()] == [(30, 9)]
 
 

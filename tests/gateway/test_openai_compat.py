@@ -183,11 +183,14 @@ def test_models_lists_the_enabled_models(sdk):
 
     assert sorted(m.id for m in listed) == [
         "claude-3-sonnet",
+        "claude-opus-5-5",
         "claude-sonnet-4",
+        "claude-sonnet-5-5",
         "gpt-3.5-turbo",
         "gpt-4-turbo",
         "gpt-4o",
         "gpt-4o-mini",
+        "gpt-6-luna",
         "text-embedding-3-small",
     ]
     assert {m.object for m in listed} == {"model"}

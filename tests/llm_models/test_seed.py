@@ -20,6 +20,9 @@ SPEC = {
     "gpt-4o": ("openai", 128_000, "0.0025", "0.01"),
     "gpt-4o-mini": ("openai", 128_000, "0.00015", "0.0006"),
     "claude-sonnet-4": ("anthropic", 200_000, "0.003", "0.015"),
+    "claude-sonnet-5-5": ("anthropic", 1_000_000, "0.002", "0.01"),
+    "claude-opus-5-5": ("anthropic", 1_000_000, "0.004", "0.02"),
+    "gpt-6-luna": ("openai", 1_050_000, "0.0001", "0.0005"),
     # $0.02 per million input tokens; an embedding has no reply to price.
     "text-embedding-3-small": ("openai", 8_191, "0.00002", "0"),
 }
@@ -33,7 +36,7 @@ def seed(*args) -> str:
 
 def test_it_creates_exactly_the_models_of_the_spec():
     output = seed()
-    assert "8 created, 0 updated, 0 unchanged" in output
+    assert "11 created, 0 updated, 0 unchanged" in output
     for name in SPEC:
         assert f"created {name}" in output
 
@@ -55,7 +58,7 @@ def test_running_it_twice_changes_nothing():
     before = {m.name: (m.pk, m.updated_at) for m in LLMModel.objects.all()}
 
     output = seed()
-    assert "0 created, 0 updated, 8 unchanged" in output
+    assert "0 created, 0 updated, 11 unchanged" in output
     after = {m.name: (m.pk, m.updated_at) for m in LLMModel.objects.all()}
     assert after == before
 
@@ -81,13 +84,13 @@ def test_update_overwrites_edited_metadata_from_the_file():
 
     output = seed("--update")
     assert "updated claude-3-opus" in output
-    assert "0 created, 1 updated, 7 unchanged" in output
+    assert "0 created, 1 updated, 10 unchanged" in output
     model = LLMModel.objects.get(name="claude-3-opus")
     assert model.input_price_per_1k == Decimal("0.015")
     assert model.context_window == 200_000
     assert model.provider_model == "claude-3-opus-20240229"
 
-    assert "0 created, 0 updated, 8 unchanged" in seed("--update")
+    assert "0 created, 0 updated, 11 unchanged" in seed("--update")
 
 
 def test_update_leaves_whether_a_model_is_enabled_to_staff():
@@ -105,5 +108,5 @@ def test_it_recreates_a_missing_model_and_leaves_others_alone():
 
     output = seed()
     assert "created claude-3-sonnet" in output
-    assert "1 created, 0 updated, 7 unchanged" in output
+    assert "1 created, 0 updated, 10 unchanged" in output
     assert LLMModel.objects.filter(name="local-llama").exists()
