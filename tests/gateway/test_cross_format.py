@@ -355,3 +355,19 @@ def test_claudes_signed_thinking_goes_back_with_the_tool_loop(openai_sdk, fake_a
     turn = fake_anthropic.last.json["messages"][1]["content"]
     assert [block["type"] for block in turn] == ["thinking", "tool_use"]
     assert turn[0] == message["thinking_blocks"][0]
+
+
+def test_parallel_openai_tool_calls_stream_as_separate_tool_use_blocks(anthropic_sdk, fake_openai):
+    fake_openai.configure(
+        tool_calls=[
+            {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+            {"name": "get_weather", "arguments": '{"city": "Rome"}'},
+        ]
+    )
+
+    with anthropic_sdk.messages.stream(
+        model="gpt-4o", max_tokens=200, messages=QUESTION, tools=[ANTHROPIC_WEATHER]
+    ) as stream:
+        final = stream.get_final_message()
+
+    assert [(b.id, b.input) for b in final.content] == [("call_0", {"city": "Paris"}), ("call_1", {"city": "Rome"})]
