@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 
+from accounts.models import OutsideIdentity
 from billing.admin import QuotaInline
 from billing.models import Quota
 from billing.quotas import quota_save
@@ -23,3 +24,12 @@ class GatewayUserAdmin(UserAdmin):
         for quota in formset.save(commit=False):
             changed: list[str] = next((fields for obj, fields in formset.changed_objects if obj is quota), [])
             quota_save(quota=quota, changed=changed)
+
+
+@admin.register(OutsideIdentity)
+class OutsideIdentityAdmin(admin.ModelAdmin):
+    """Who signs in through the identity provider, as which account; staff may relink one."""
+
+    list_display = ["subject", "issuer", "user", "created_at"]
+    search_fields = ["subject", "user__username"]
+    raw_id_fields = ["user"]

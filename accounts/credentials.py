@@ -10,7 +10,6 @@ from typing import Any
 
 import jwt
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.http import HttpRequest
 from rest_framework import exceptions
@@ -19,6 +18,9 @@ from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import Token
 
+from accounts.models import SUBJECT_MAX_LENGTH
+from accounts.services import outside_user
+from accounts.tokens import token_user
 from billing.keys import api_key_cached, is_api_key, user_for_api_key
 from billing.models import APIKey
 
@@ -86,8 +88,17 @@ def _external_user(token: str) -> User:
         )
     except jwt.InvalidTokenError as exc:
         raise exceptions.AuthenticationFailed(_reason(exc)) from exc
-    username = str(claims.get(settings.JWT_USERNAME_CLAIM) or claims["sub"])[:150]
-    user, _ = get_user_model().objects.get_or_create(username=username, defaults={"email": claims.get("email", "")})
+    subject = claims["sub"]  # PyJWT has checked it is a string
+    if not subject or len(subject) > SUBJECT_MAX_LENGTH or "\x00" in subject:
+        raise exceptions.AuthenticationFailed(
+            f"Token subject is not accepted: it must be 1 to {SUBJECT_MAX_LENGTH} characters, without NUL."
+        )
+    user = outside_user(
+        issuer=claims["iss"],
+        subject=subject,
+        name=str(claims.get(settings.JWT_USERNAME_CLAIM) or subject),
+        email=claims.get("email"),
+    )
     if not user.is_active:
         raise exceptions.AuthenticationFailed("This user is inactive.")
     return user
@@ -109,7 +120,7 @@ def _own_token_reason(token: str) -> str:
 
 @functools.cache
 def _own_tokens() -> OwnTokens:
-    # simplejwt's validation and user lookup, reused as they are.
+    # simplejwt's validation, reused as it is; the user lookup is accounts.tokens'.
     return OwnTokens()
 
 
@@ -150,10 +161,7 @@ def jwt_authenticate(request: HttpRequest) -> tuple[User, Token | None] | None:
         if reason == "Token is invalid":
             reason = _own_token_reason(token)
         raise exceptions.AuthenticationFailed(reason) from exc
-    user = own.get_user(validated)
-    if not isinstance(user, User):
-        raise exceptions.AuthenticationFailed("Token is invalid.")
-    return user, validated
+    return token_user(validated), validated
 
 
 def _simplejwt_reason(exc: InvalidToken) -> str:

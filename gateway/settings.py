@@ -205,13 +205,23 @@ SIMPLE_JWT = {
     "UPDATE_LAST_LOGIN": False,
     "ALGORITHM": "HS256",
     "SIGNING_KEY": SECRET_KEY,
+    # accounts.tokens adds what ends a token: a password change, a sign-out, the session's age.
+    "TOKEN_OBTAIN_SERIALIZER": "accounts.serializers.SignInSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "accounts.serializers.RefreshSerializer",
+    "TOKEN_VERIFY_SERIALIZER": "accounts.serializers.VerifySerializer",
+    "TOKEN_BLACKLIST_SERIALIZER": "accounts.serializers.SignOutSerializer",
 }
+# Refreshing never carries a session past this long after its sign-in.
+JWT_SESSION_MAX = timedelta(days=env_int("JWT_SESSION_MAX_DAYS", 30))
 
 # Tokens from an outside identity provider (RS256), accepted beside the gateway's own.
 JWT_ISSUER = env("JWT_ISSUER")
+if len(JWT_ISSUER) > 255:  # accounts.OutsideIdentity.issuer
+    raise ImproperlyConfigured("JWT_ISSUER must be at most 255 characters.")
 JWT_AUDIENCE = env("JWT_AUDIENCE")
 JWT_VERIFYING_KEY = env("JWT_VERIFYING_KEY").replace("\\n", "\n")
 JWT_JWKS_URL = env("JWT_JWKS_URL")
+# The claim whose value begins the username of an account made for a new outside identity.
 JWT_USERNAME_CLAIM = env("JWT_USERNAME_CLAIM", "sub")
 
 SPECTACULAR_SETTINGS = {

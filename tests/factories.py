@@ -13,8 +13,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import RefreshToken
 
+from accounts.tokens import SessionRefreshToken
 from agents.models import Agent
 from billing.admission import quota_reserve
 from billing.keys import api_key_create
@@ -54,7 +54,7 @@ def make_user(
 
 def access_token(user: AbstractBaseUser) -> str:
     """A fresh access token of the gateway's own, as /api/auth/token/ would hand `user`."""
-    return str(RefreshToken.for_user(user).access_token)
+    return str(SessionRefreshToken.for_user(user).access_token)
 
 
 def client_for(user: AbstractBaseUser | None) -> APIClient:

@@ -14,8 +14,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.contrib.auth import get_user_model
+from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.core.exceptions import ValidationError
 
 from accounts import credentials as auth
+from accounts.models import OutsideIdentity
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -86,31 +90,65 @@ def error_message(response, status=401):
     return response.json()["error"]["message"]
 
 
-def test_it_accepts_an_idp_token_and_creates_the_user_on_first_sight(idp_settings, idp_key, anon_client):
-    User = get_user_model()
-    assert not User.objects.filter(username="carol").exists()
-
+def test_it_accepts_an_idp_token_and_makes_an_account_of_its_own_on_first_sight(idp_settings, idp_key, anon_client):
     response = get_me(anon_client, outside_token(idp_key[0]))
     assert response.status_code == 200, response.content
-    assert response.json()["username"] == "carol"
-    assert response.json()["email"] == "carol@example.com"
+    me = response.json()
+    assert me["username"].startswith("carol#")
+    assert me["email"] == "carol@example.com"
+    assert me["is_staff"] is False
+    identity = OutsideIdentity.objects.get(issuer=ISSUER, subject="carol")
+    assert identity.user_id == me["id"]
+    assert not identity.user.has_usable_password()
+
+    # Second sight: the same account, not a new one.
+    assert get_me(anon_client, outside_token(idp_key[0])).json()["id"] == me["id"]
+    assert OutsideIdentity.objects.count() == 1
+
+
+def test_an_idp_token_never_signs_in_as_the_local_account_of_that_name(idp_settings, idp_key, anon_client):
+    root = factories.make_user("root", superuser=True)
+    response = get_me(anon_client, outside_token(idp_key[0], sub="root", preferred_username="root"))
+    assert response.status_code == 200, response.content
+    assert response.json()["id"] != root.id
     assert response.json()["is_staff"] is False
-
-    # Second sight: the same local user, not a new one.
-    assert get_me(anon_client, outside_token(idp_key[0])).status_code == 200
-    assert User.objects.filter(username="carol").count() == 1
+    assert get_user_model().objects.filter(username="root").count() == 1
 
 
-def test_an_idp_token_signs_in_an_existing_local_user(idp_settings, idp_key, alice, anon_client):
-    response = get_me(anon_client, outside_token(idp_key[0], sub="alice"))
-    assert response.status_code == 200
-    assert response.json()["id"] == alice.id
+def test_the_account_name_cannot_be_one_a_local_account_may_take(idp_settings, idp_key, anon_client):
+    """Django's username validator refuses what follows the name, so the admin or createsuperuser
+    can never make a local account an identity would land on."""
+    username = get_me(anon_client, outside_token(idp_key[0], sub="bob")).json()["username"]
+    with pytest.raises(ValidationError):
+        UnicodeUsernameValidator()(username)
 
 
-def test_it_refuses_an_idp_token_for_an_inactive_user(idp_settings, idp_key, alice, anon_client):
-    alice.is_active = False
-    alice.save()
-    response = get_me(anon_client, outside_token(idp_key[0], sub="alice"))
+def test_subjects_that_differ_only_far_along_are_two_accounts(idp_settings, idp_key, anon_client):
+    first = get_me(anon_client, outside_token(idp_key[0], sub="a" * 150 + "x" * 100)).json()
+    second = get_me(anon_client, outside_token(idp_key[0], sub="a" * 150 + "y" * 100)).json()
+    assert first["id"] != second["id"]
+    assert first["username"] != second["username"]
+
+
+@pytest.mark.parametrize("subject", ["", "a" * 256, "car\x00ol"], ids=["empty", "too long", "NUL"])
+def test_it_refuses_a_subject_it_cannot_keep(idp_settings, idp_key, anon_client, subject):
+    message = error_message(get_me(anon_client, outside_token(idp_key[0], sub=subject)))
+    assert message == "Token subject is not accepted: it must be 1 to 255 characters, without NUL."
+    assert not OutsideIdentity.objects.exists()
+    assert get_user_model().objects.count() == 0
+
+
+@pytest.mark.parametrize("email", ["a" * 250 + "@example.com", "not an address", 42], ids=["long", "invalid", "number"])
+def test_it_signs_in_without_an_email_it_cannot_keep(idp_settings, idp_key, anon_client, email):
+    response = get_me(anon_client, outside_token(idp_key[0], email=email))
+    assert response.status_code == 200, response.content
+    assert response.json()["email"] == ""
+
+
+def test_it_refuses_an_idp_token_for_an_inactive_user(idp_settings, idp_key, anon_client):
+    get_me(anon_client, outside_token(idp_key[0]))
+    get_user_model().objects.filter(outside_identities__subject="carol").update(is_active=False)
+    response = get_me(anon_client, outside_token(idp_key[0]))
     assert error_message(response) == "This user is inactive."
 
 
@@ -231,7 +269,7 @@ def jwks_settings(settings, jwks_server):
 def test_it_accepts_an_idp_token_verified_through_jwks(jwks_settings, jwks_server, idp_key, anon_client):
     response = get_me(anon_client, outside_token(idp_key[0], kid="idp-key-1", sub="dave"))
     assert response.status_code == 200, response.content
-    assert response.json()["username"] == "dave"
+    assert response.json()["username"].startswith("dave#")
     assert jwks_server.hits == ["/jwks.json"]
 
     # The key set is cached: a second request does not fetch it again.
