@@ -1,14 +1,30 @@
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import ValidationError
 
 from accounts.models import OutsideIdentity
+from accounts.throttle import SignInThrottled
 from billing.admin import QuotaInline
 from billing.models import Quota
 from billing.quotas import quota_save
 
 User = get_user_model()
 admin.site.unregister(User)
+
+
+class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
+    """The admin's login form, saying so when sign-ins are throttled (accounts.throttle)."""
+
+    def clean(self):
+        try:
+            return super().clean()
+        except SignInThrottled as exc:
+            raise ValidationError(str(exc.detail), code="throttled") from exc
+
+
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
 @admin.register(User)

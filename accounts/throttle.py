@@ -1,0 +1,62 @@
+"""Failed sign-ins, counted per account and per client address, so that guessing passwords is
+slow: past the limit a sign-in is refused (429 with Retry-After) until the window ends, even
+with the right password, which is never checked meanwhile.
+
+Counters live in the cache: with REDIS_URL set they are Redis keys shared by every server
+process; without it each process counts its own. Fixed windows (as billing.ratelimit's): simple,
+at most twice the limit across a window boundary, and never a lock that outlasts its window.
+"""
+
+import hashlib
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest
+from rest_framework.exceptions import Throttled
+
+clock = time.time  # tests move it past a window
+
+
+class SignInThrottled(Throttled):
+    """429 with Retry-After from the API; the admin's login form shows its message."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(detail=f"Too many failed sign-ins; try again in {retry_after} s.")
+        self.wait = retry_after  # set after: DRF would append its own sentence to the message
+
+
+def _window() -> tuple[int, int]:
+    """This window's number and the seconds left in it."""
+    now, length = clock(), settings.SIGN_IN_WINDOW_SECONDS
+    return int(now // length), max(int(length - now % length), 1)
+
+
+def _counters(request: HttpRequest | None, username: str) -> list[tuple[str, int]]:
+    """(cache key, limit) of the account's counter and, where known, the client address's."""
+    window, _ = _window()
+    account = hashlib.sha256(username.lower().encode()).hexdigest()[:32]
+    counters = [(f"signin:account:{account}:{window}", settings.SIGN_IN_FAILURES_PER_ACCOUNT)]
+    address = request.META.get("REMOTE_ADDR") if request is not None else None
+    if address:
+        counters.append((f"signin:address:{address}:{window}", settings.SIGN_IN_FAILURES_PER_ADDRESS))
+    return counters
+
+
+def sign_in_check(*, request: HttpRequest | None, username: str) -> None:
+    """Raise SignInThrottled if the account or the address has failed too often this window."""
+    counters = _counters(request, username)
+    counts = cache.get_many([key for key, _ in counters])
+    if any(counts.get(key, 0) >= limit for key, limit in counters):
+        _, retry_after = _window()
+        raise SignInThrottled(retry_after)
+
+
+def sign_in_failed(*, request: HttpRequest | None, username: str) -> None:
+    for key, _ in _counters(request, username):
+        # A key lives a window past its own, then goes.
+        if not cache.add(key, 1, 2 * settings.SIGN_IN_WINDOW_SECONDS):
+            try:
+                cache.incr(key)
+            except ValueError:  # expired between the two calls
+                cache.add(key, 1, 2 * settings.SIGN_IN_WINDOW_SECONDS)
