@@ -33,14 +33,15 @@ def _window() -> tuple[int, int]:
 
 
 def _counters(request: HttpRequest | None, username: str) -> list[tuple[str, int]]:
-    """(cache key, limit) of the account's counter and, where known, the client address's."""
+    """(cache key, limit) of the account's counter and, where known, the client address's; a
+    limit of 0 turns its counter off."""
     window, _ = _window()
     account = hashlib.sha256(username.lower().encode()).hexdigest()[:32]
     counters = [(f"signin:account:{account}:{window}", settings.SIGN_IN_FAILURES_PER_ACCOUNT)]
     address = request.META.get("REMOTE_ADDR") if request is not None else None
     if address:
         counters.append((f"signin:address:{address}:{window}", settings.SIGN_IN_FAILURES_PER_ADDRESS))
-    return counters
+    return [(key, limit) for key, limit in counters if limit > 0]
 
 
 def sign_in_check(*, request: HttpRequest | None, username: str) -> None:

@@ -95,7 +95,9 @@ def _spend(refresh: SessionRefreshToken) -> None:
 
 def tokens_refresh(*, refresh: str) -> dict[str, str]:
     """A new access token and the next refresh token of the chain, spending `refresh`."""
-    token = SessionRefreshToken(refresh)  # signature, expiry, type, blacklist
+    # Checks signature, expiry, type and blacklist. (It takes the encoded token, whatever simplejwt's
+    # annotation says.)
+    token = SessionRefreshToken(refresh)  # type: ignore[arg-type]
     token_user(token)
     end = _session_end(token)
     if token.current_time >= end:

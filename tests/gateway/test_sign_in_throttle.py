@@ -74,6 +74,14 @@ def test_the_limits_are_settings(alice, anon_client, now, settings):
     assert_throttled(sign_in(anon_client))
 
 
+def test_a_limit_of_zero_turns_its_counter_off(alice, anon_client, now, settings):
+    """Behind a proxy that hides the clients' addresses, the per-address limit would be everyone's."""
+    settings.SIGN_IN_FAILURES_PER_ADDRESS = 0
+    for i in range(60):
+        assert sign_in(anon_client, username=f"user{i}", password="a-guess").status_code == 401
+    assert sign_in(anon_client).status_code == 200
+
+
 def test_the_admin_login_page_refuses_too_after_ten_wrong_passwords(now):
     factories.make_user("root", superuser=True)
     browser = Client()

@@ -112,6 +112,13 @@ def test_it_refuses_to_refresh_a_session_older_than_its_maximum(alice, anon_clie
     assert response.json()["error"]["message"] == "This session is over: sign in again."
 
 
+def test_checking_a_token_costs_one_query(alice, anon_client, django_assert_num_queries):
+    """The user and their token generation come together; the stamp is computed, not looked up."""
+    access = str(SessionRefreshToken.for_user(alice).access_token)
+    with django_assert_num_queries(1):
+        assert me(anon_client, access).status_code == 200
+
+
 def test_tokens_made_without_the_gateways_stamp_are_refused(alice, anon_client):
     """Tokens of an earlier release (or forged with the key) carry no stamp: sign in again."""
     token = SessionRefreshToken.for_user(alice)
