@@ -118,7 +118,48 @@ def test_a_key_authenticates_as_its_user(alice, alice_key, header):
 
 def test_a_key_works_on_the_rest_api_too(alice_key, seeded):
     assert key_client(alice_key).get("/api/models/").status_code == 200
-    assert key_client(alice_key, "x-api-key").post("/api/keys/", {"name": "child"}, format="json").status_code == 201
+    assert key_client(alice_key, "x-api-key").get("/api/me/usage/").json()["quota"]["user"] == "alice"
+
+
+@pytest.mark.parametrize("header", ["bearer", "x-api-key"])
+def test_a_key_cannot_manage_keys(alice, seeded, header):
+    narrow, secret = make_key(
+        alice, name="narrow", token_limit=50, requests_per_minute=2, allowed_models=[seeded_model("gpt-3.5-turbo")]
+    )
+    sibling, _ = make_key(alice, name="sibling")
+    client = key_client(secret, header)
+
+    attempts = [
+        client.patch(
+            f"/api/keys/{narrow.pk}/",
+            {"token_limit": None, "requests_per_minute": None, "allowed_models": []},
+            format="json",
+        ),
+        client.post("/api/keys/", {"name": "unrestricted"}, format="json"),
+        client.delete(f"/api/keys/{sibling.pk}/"),
+        client.get("/api/keys/"),
+        client.get(f"/api/keys/{sibling.pk}/"),
+    ]
+
+    for response in attempts:
+        assert response.status_code == 403
+        error = response.json()["error"]
+        assert error["type"] == "permission_denied" and "signed-in user" in error["message"]
+    narrow.refresh_from_db()
+    sibling.refresh_from_db()
+    assert (narrow.token_limit, narrow.requests_per_minute) == (50, 2)
+    assert [m.name for m in narrow.allowed_models.all()] == ["gpt-3.5-turbo"]
+    assert sibling.revoked_at is None
+    assert APIKey.objects.count() == 2
+
+
+def test_a_staff_key_cannot_change_quotas(staff, alice):
+    _, secret = make_key(staff, name="staff script")
+    client = key_client(secret)
+
+    assert client.patch(f"/api/admin/users/{alice.pk}/quota/", {"unlimited": True}, format="json").status_code == 403
+    assert client.post(f"/api/admin/users/{alice.pk}/quota/reset/").status_code == 403
+    assert not Quota.objects.filter(user=alice, unlimited=True).exists()
 
 
 def test_an_unknown_key_gets_401(alice):
