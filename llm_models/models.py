@@ -1,8 +1,11 @@
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+
+from llm_models.vendor_keys import key_destination_problem
 
 # Vendors' names have dots (gpt-3.5-turbo), so not a slug; no slash, since URLs carry it.
 validate_model_name = RegexValidator(
@@ -106,6 +109,13 @@ class LLMModel(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        if problem := key_destination_problem(
+            provider=self.provider, base_url=self.base_url, api_key_env=self.api_key_env
+        ):
+            field, message = problem
+            raise ValidationError({field: message})
 
     def cost(self, prompt_tokens: int, completion_tokens: int, *, cached: int = 0, cache_written: int = 0) -> Decimal:
         """USD for this many tokens, exact to the cent's ten-thousandth and beyond. `cached` and
