@@ -14,6 +14,16 @@ validate_model_name = RegexValidator(
 )
 
 
+MODEL_NAME_LENGTH = 100
+
+
+def could_be_model_name(name: str) -> bool:
+    """Whether some model could have this name: it fits the column and has no control
+    characters. Asked before any lookup, so an absurd name (a megabyte, a NUL, which PostgreSQL
+    cannot even compare) costs no query and no cache entry."""
+    return 0 < len(name) <= MODEL_NAME_LENGTH and name.isprintable()
+
+
 class ProviderKind(models.TextChoices):
     OPENAI = "openai", "OpenAI"
     ANTHROPIC = "anthropic", "Anthropic"
@@ -38,7 +48,10 @@ class LLMModel(models.Model):
     """A model the gateway offers, under its public `name`, with its vendor id and prices."""
 
     name = models.CharField(
-        max_length=100, unique=True, validators=[validate_model_name], help_text="The gateway's public name."
+        max_length=MODEL_NAME_LENGTH,
+        unique=True,
+        validators=[validate_model_name],
+        help_text="The gateway's public name.",
     )
     provider = models.CharField(max_length=32, choices=ProviderKind.choices)
     provider_model = models.CharField(max_length=200, help_text="The vendor's model id.")
