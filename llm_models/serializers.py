@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from llm_models.models import LLMModel
+from llm_models.models import LLMModel, could_be_model_name
 from llm_models.vendor_keys import key_destination_problem
 
 PUBLIC_FIELDS = [
@@ -67,3 +67,16 @@ class LLMModelAdminSerializer(serializers.ModelSerializer):
             field, message = problem
             raise serializers.ValidationError({field: message})
         return attrs
+
+
+class ModelField(serializers.SlugRelatedField):
+    """A catalog model named by the client. A name no model could have is refused before any
+    query, and the error echoes no more of it than a name's length."""
+
+    def __init__(self, **kwargs):
+        super().__init__(slug_field="name", **kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or not could_be_model_name(data):
+            self.fail("does_not_exist", slug_name=self.slug_field, value=str(data)[:100])
+        return super().to_internal_value(data)
