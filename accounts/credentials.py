@@ -21,7 +21,7 @@ from rest_framework_simplejwt.tokens import Token
 from accounts.models import SUBJECT_MAX_LENGTH
 from accounts.services import outside_user
 from accounts.tokens import token_user
-from billing.keys import api_key_cached, is_api_key, user_for_api_key
+from billing.keys import is_api_key, user_for_api_key
 from billing.models import APIKey
 
 
@@ -172,17 +172,15 @@ def _simplejwt_reason(exc: InvalidToken) -> str:
     return "Token is invalid."
 
 
-def authenticate_request(request: HttpRequest, *, reserves_on_key: bool = False) -> tuple[User, APIKey | None]:
+def authenticate_request(request: HttpRequest) -> tuple[User, APIKey | None]:
     """(user, api_key or None) for a plain Django request, as the REST views would decide (an
     API key first, then a JWT).
 
-    For the async completion views, which run outside DRF. `reserves_on_key`: the request goes
-    on to hold quota on the key, which checks it, so the key may come from the cache. Sync:
-    touches the DB.
+    For the async completion views, which run outside DRF. Sync: touches the DB.
     """
     secret = credentials_from_headers(request.headers)
     if secret and is_api_key(secret):
-        return api_key_cached(secret) if reserves_on_key else user_for_api_key(secret)
+        return user_for_api_key(secret)
     result = jwt_authenticate(request)
     if result is None:
         raise exceptions.NotAuthenticated("Authentication credentials were not provided.")

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         DATABASE_URL=args.database_url,
         REDIS_URL=args.redis_url,
         CACHE_KEY_PREFIX="gwbench",
-        OPENAI_API_KEY="sk-bench-fake",
+        BENCH_API_KEY="sk-bench-fake",
         SECRET_KEY="bench-only-secret-key-0123456789abcdef-0123456789",
         ALLOWED_HOSTS="testserver",
     )

@@ -291,7 +291,7 @@ class Bench:
             DATABASE_URL=self.args.database_url,
             REDIS_URL=self.args.redis_url,
             CACHE_KEY_PREFIX="gwbench",
-            OPENAI_API_KEY="sk-bench-fake",
+            BENCH_API_KEY="sk-bench-fake",
             ALLOWED_HOSTS="127.0.0.1,localhost",
             BENCH_QUERY_COUNT_DIR=str(self.qdir),
         )

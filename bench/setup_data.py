@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     vendor = args.vendor_url.rstrip("/")
     models = {
         # provider "openai" and a gpt-4o model id: prompts are counted with tiktoken (o200k), as
-        # for a real OpenAI model; base_url sends the calls to the fake vendor.
+        # for a real OpenAI model; base_url sends the calls to the fake vendor, with a key of its
+        # own (OPENAI_API_KEY goes only to OpenAI: llm_models.vendor_keys).
         "bench-instant": f"{vendor}/v1",
         "bench-slow": f"{vendor}/slow/v1",
     }
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
                     output_price_per_1k="0.000600",
                     enabled=True,
                     base_url=base_url,
-                    api_key_env="",
+                    api_key_env="BENCH_API_KEY",
                 ),
             )
         user, _ = get_user_model().objects.get_or_create(

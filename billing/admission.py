@@ -1,5 +1,6 @@
-"""Admission: hold the worst case of a request on its API key and its user's quota before the
-vendor is called, then count it against the rate limits.
+"""Admission: count a request against the requests-per-minute limits as soon as its caller is
+known (`request_count`), then hold its worst case on its API key and its user's quota before the
+vendor is called, and count its prompt against the tokens-per-minute limits.
 
 The guarantee (no user or key spends past a limit, whatever the concurrency, on any number of
 server processes) rests on the hold being one conditional write per row: used + reserved + this
@@ -19,11 +20,11 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from billing.keys import api_key_forget, api_key_problem
+from billing.keys import api_key_problem
 from billing.models import APIKey, Quota, Reservation
 from billing.periods import Period, period_start
 from billing.quotas import quota_get
-from billing.ratelimit import rate_limit_check
+from billing.ratelimit import rate_limit_request, rate_limit_tokens
 from billing.sql import HoldParams, statements
 from common.errors import GatewayError
 from llm_models.models import LLMModel
@@ -56,6 +57,18 @@ class Admission:
     user_tokens_per_minute: int | None = None
 
 
+def request_count(*, user: User, api_key: APIKey | None) -> None:
+    """Count one request against the key's and the user's requests per minute, or raise
+    RateLimited. Call it right after authentication, before the request's body is read: a caller
+    over its rate is refused before the gateway spends anything on it. The key (and its user's
+    quota) come as the authentication read them (billing.keys.user_for_api_key)."""
+    if api_key is not None:
+        rate_limit_request(subject=f"key:{api_key.pk}", requests_per_minute=api_key.requests_per_minute)
+    quota = getattr(user, "quota", None)  # none yet: made by the hold, with the default limits
+    if quota is not None:
+        rate_limit_request(subject=f"user:{user.pk}", requests_per_minute=quota.requests_per_minute)
+
+
 def completion_admit(
     *,
     user: User,
@@ -66,9 +79,10 @@ def completion_admit(
     shrinkable: bool = False,
 ) -> Admission:
     """The worst-case reservation (prompt + max_tokens) on the key and the user's quota, then the
-    rate limits (the key's, the user's) read by the same statement. Raises 401, 403, RateLimited
-    or QuotaExceeded; a refused request holds nothing. Call it outside a transaction (on
-    PostgreSQL the hold commits on its own, so the rows it locks are free at once).
+    tokens-per-minute limits (the key's, the user's) read by the same statement (requests were
+    counted by `request_count`). Raises 401, 403, RateLimited or QuotaExceeded; a refused request
+    holds nothing. Call it outside a transaction (on PostgreSQL the hold commits on its own, so the
+    rows it locks are free at once).
 
     `shrinkable`: the client set no max_tokens, so where the limits have no room for the whole
     `max_tokens` but do for the prompt and a shorter reply (MIN_REPLY_TOKENS at least), the
@@ -89,18 +103,8 @@ def completion_admit(
         reservation, key_limits, user_limits = hold(max_tokens)
     try:
         if api_key is not None:
-            rate_limit_check(
-                subject=f"key:{api_key.pk}",
-                requests_per_minute=key_limits[0],
-                tokens_per_minute=key_limits[1],
-                tokens=prompt_tokens,
-            )
-        rate_limit_check(
-            subject=f"user:{user.pk}",
-            requests_per_minute=user_limits[0],
-            tokens_per_minute=user_limits[1],
-            tokens=prompt_tokens,
-        )
+            rate_limit_tokens(subject=f"key:{api_key.pk}", tokens_per_minute=key_limits[1], tokens=prompt_tokens)
+        rate_limit_tokens(subject=f"user:{user.pk}", tokens_per_minute=user_limits[1], tokens=prompt_tokens)
     except BaseException:
         reservation_release(reservation=reservation)
         raise
@@ -235,7 +239,6 @@ def _quota_refusal(quota: Quota, *, tokens: int, cost: Decimal) -> QuotaExceeded
 def _key_refusal(api_key: APIKey, *, model: LLMModel | None, tokens: int, cost: Decimal) -> GatewayError | None:
     """Why the key refused: read it again (a rare path) and name the reason; None if the request
     fits now."""
-    api_key_forget(api_key)
     key = APIKey.objects.select_related("user").filter(pk=api_key.pk, user_id=api_key.user_id).first()
     if key is None:
         return GatewayError("Invalid API key.", status=401, type="authentication_failed")

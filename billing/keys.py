@@ -1,6 +1,5 @@
 """API keys: made, revoked and looked up. The secret is shown once; only its hash is stored."""
 
-import time
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -45,14 +44,12 @@ def api_key_update(*, key: APIKey, allowed_models: Iterable[LLMModel] | None = N
         key.save(update_fields=list(fields))
         if allowed_models is not None:
             key.allowed_models.set(allowed_models)
-    api_key_forget(key)
     return key
 
 
 def api_key_revoke(*, key: APIKey) -> bool:
     """Revoke `key` now (a revoked key stays, for its usage records). False if it already was."""
     revoked = APIKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()) > 0
-    api_key_forget(key)
     key.refresh_from_db(fields=["revoked_at"])
     return revoked
 
@@ -69,8 +66,13 @@ def api_key_problem(key: APIKey) -> str | None:
 
 
 def user_for_api_key(secret: str) -> tuple[User, APIKey]:
-    """(user, key) for an active key; AuthenticationFailed otherwise. Sync: touches the DB."""
-    key = APIKey.objects.select_related("user").filter(key_hash=hash_key(secret)).first()
+    """(user, key) for an active key; AuthenticationFailed otherwise. Sync: touches the DB.
+
+    The row is read on every request (one indexed query, with the user and the user's quota for
+    the rate limits: billing.admission.request_count), never kept: revoking a key, its expiry or
+    deactivating its user takes effect on the next request, in every process, whatever it asks.
+    """
+    key = APIKey.objects.select_related("user", "user__quota").filter(key_hash=hash_key(secret)).first()
     if key is None:
         raise exceptions.AuthenticationFailed("Invalid API key.")
     if problem := api_key_problem(key):
@@ -79,30 +81,3 @@ def user_for_api_key(secret: str) -> tuple[User, APIKey]:
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         APIKey.objects.filter(pk=key.pk).update(last_used_at=now)
     return key.user, key
-
-
-# The completion endpoints find a key's id and user here rather than in the database: those never
-# change, and all that can (revoked, expired, user deactivated, allowed models, limits, rates) is
-# checked again on every request by the statement that holds quota on the key (billing.sql's
-# hold). An entry lives a minute, and a refused hold drops it at once.
-KEY_CACHE_SECONDS = 60
-KEY_CACHE_SIZE = 10_000
-_key_cache: dict[str, tuple[float, APIKey]] = {}
-
-
-def api_key_cached(secret: str) -> tuple[User, APIKey]:
-    """user_for_api_key, from this process's cache when it can. Only for requests that hold
-    quota on the key before they do anything (see above)."""
-    digest, now = hash_key(secret), time.monotonic()
-    entry = _key_cache.get(digest)
-    if entry is not None and entry[0] > now:
-        return entry[1].user, entry[1]
-    user, key = user_for_api_key(secret)
-    if len(_key_cache) >= KEY_CACHE_SIZE:
-        _key_cache.clear()
-    _key_cache[digest] = (now + KEY_CACHE_SECONDS, key)
-    return user, key
-
-
-def api_key_forget(key: APIKey) -> None:
-    _key_cache.pop(key.key_hash, None)

@@ -37,30 +37,31 @@ def _add(key: str, amount: int) -> int:
         return cache.incr(key, amount)  # another request made it in between
 
 
-def rate_limit_check(
-    *, subject: str, requests_per_minute: int | None, tokens_per_minute: int | None, tokens: int
-) -> None:
-    """Count one request of `tokens` prompt tokens for `subject` ("user:7", "key:3"), or raise."""
-    minute, retry_after = _window()
+def _refusal(limit: int, unit: str, retry_after: int) -> RateLimited:
+    return RateLimited(
+        f"Rate limit of {limit} {unit} per minute reached; retry in {retry_after} s.",
+        limit=limit,
+        retry_after=retry_after,
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def rate_limit_request(*, subject: str, requests_per_minute: int | None) -> None:
+    """Count one request for `subject` ("user:7", "key:3") in this minute's window, or raise."""
     if requests_per_minute:
-        count = _add(f"rl:req:{subject}:{minute}", 1)
-        if count > requests_per_minute:
-            raise RateLimited(
-                f"Rate limit of {requests_per_minute} requests per minute reached; retry in {retry_after} s.",
-                limit=requests_per_minute,
-                retry_after=retry_after,
-                headers={"Retry-After": str(retry_after)},
-            )
+        minute, retry_after = _window()
+        if _add(f"rl:req:{subject}:{minute}", 1) > requests_per_minute:
+            raise _refusal(requests_per_minute, "requests", retry_after)
+
+
+def rate_limit_tokens(*, subject: str, tokens_per_minute: int | None, tokens: int) -> None:
+    """Count `tokens` prompt tokens for `subject` in this minute's window, or raise."""
     if tokens_per_minute:
+        minute, retry_after = _window()
         key = f"rl:tok:{subject}:{minute}"
         used = cache.get(key, 0)
         if used + tokens > tokens_per_minute and used > 0:
-            raise RateLimited(
-                f"Rate limit of {tokens_per_minute} tokens per minute reached; retry in {retry_after} s.",
-                limit=tokens_per_minute,
-                retry_after=retry_after,
-                headers={"Retry-After": str(retry_after)},
-            )
+            raise _refusal(tokens_per_minute, "tokens", retry_after)
         _add(key, tokens)
 
 

@@ -3,7 +3,8 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from billing.models import APIKey, Quota
-from llm_models.models import LLMModel
+from llm_models.models import MODEL_NAME_LENGTH, LLMModel, could_be_model_name
+from llm_models.serializers import ModelField
 
 
 class QuotaSerializer(serializers.ModelSerializer):
@@ -55,6 +56,11 @@ class DateRangeSerializer(serializers.Serializer):
     user = serializers.IntegerField(required=False, help_text="Staff: only this user id.")
     model = serializers.CharField(required=False, help_text="Only this model name.")
 
+    def validate_model(self, value: str) -> str:
+        if not could_be_model_name(value):
+            raise serializers.ValidationError(f"No model has such a name (at most {MODEL_NAME_LENGTH} characters).")
+        return value
+
     def validate(self, attrs):
         if attrs.get("start") and attrs.get("end") and attrs["start"] > attrs["end"]:
             raise serializers.ValidationError({"start": "Must not be after end."})
@@ -62,9 +68,7 @@ class DateRangeSerializer(serializers.Serializer):
 
 
 class APIKeySerializer(serializers.ModelSerializer):
-    allowed_models = serializers.SlugRelatedField(
-        slug_field="name", many=True, required=False, queryset=LLMModel.objects.all()
-    )
+    allowed_models = ModelField(many=True, required=False, queryset=LLMModel.objects.all())
     token_limit = serializers.IntegerField(min_value=0, required=False, allow_null=True)
     usd_limit = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=0, required=False, allow_null=True)
     active = serializers.BooleanField(source="is_active", read_only=True)

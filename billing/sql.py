@@ -61,9 +61,8 @@ def _render(template: str, **fragments: str) -> str:
 
 # --- fragments ------------------------------------------------------------------------------
 
-# What makes the key usable for this request (it may come from a per-process cache,
-# billing.keys.api_key_cached: revoking, expiring, deactivating the user or changing the key's
-# models takes effect on the next request all the same), with room for it.
+# What makes the key usable for this request (checked at authentication too; this catches what
+# changed since, the key's models included), with room for it.
 _KEY_USABLE = """
     {key.id} = %(key)s AND {key.user} = %(user)s
     AND {key.revoked_at} IS NULL AND ({key.expires_at} IS NULL OR {key.expires_at} > %(now)s)

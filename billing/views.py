@@ -4,11 +4,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, mixins, status, viewsets
 from rest_framework.decorators import api_view, permission_classes
-from rest_framework.permissions import IsAdminUser
+from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 
 from billing.keys import api_key_create, api_key_revoke, api_key_update
 from billing.models import APIKey
+from billing.permissions import SignedInUser
 from billing.quotas import quota_get, quota_reset, quota_update
 from billing.selectors import usage_summary
 from billing.serializers import APIKeySerializer, DateRangeSerializer, QuotaSerializer
@@ -55,7 +56,7 @@ class AdminQuotaView(generics.RetrieveUpdateAPIView):
     """Staff: a user's quota. PATCH any limit, the period, or `unlimited`."""
 
     serializer_class = QuotaSerializer
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsAdminUser, SignedInUser]
     http_method_names = ["get", "patch", "options"]
 
     def get_object(self):
@@ -68,7 +69,7 @@ class AdminQuotaView(generics.RetrieveUpdateAPIView):
 
 @extend_schema(request=None, responses=QuotaSerializer)
 @api_view(["POST"])
-@permission_classes([IsAdminUser])
+@permission_classes([IsAdminUser, SignedInUser])
 def admin_quota_reset(request, user_id: int):
     """Staff: reset a user's used tokens and spend now (usage records are kept)."""
     user = get_object_or_404(get_user_model(), pk=user_id)
@@ -86,9 +87,11 @@ class APIKeyViewSet(
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
-    """The signed-in user's API keys. POST returns the secret once (`key`); DELETE revokes."""
+    """The signed-in user's API keys. POST returns the secret once (`key`); DELETE revokes. Not
+    with an API key (billing.permissions)."""
 
     serializer_class = APIKeySerializer
+    permission_classes = [IsAuthenticated, SignedInUser]
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # the OpenAPI generator: no user

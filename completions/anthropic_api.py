@@ -22,6 +22,7 @@ from completions.core import (
     call_complete,
     call_prepare,
     call_stream_open,
+    model_name_checked,
     prompt_tokens_count,
 )
 from llm_models.models import ProviderKind
@@ -250,11 +251,12 @@ def _system(system: object, untranslatable: list[str]) -> list[dict]:
     return messages
 
 
-def parse_messages_request(raw: bytes) -> tuple[CallParams, bool]:
+def parse_messages_request(raw: bytes) -> CallParams:
     body = json_object(raw)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise GatewayError("model: Field required", type="invalid_request")
+    model_name_checked(model)
     raw_messages = body.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise GatewayError("messages: must be a non-empty list", type="invalid_request")
@@ -304,8 +306,9 @@ def parse_messages_request(raw: bytes) -> tuple[CallParams, bool]:
             )
             if wanted
         },
+        stream=bool(body.get("stream")),
     )
-    return params, bool(body.get("stream"))
+    return params
 
 
 def _event(name: str, data: dict) -> bytes:
@@ -461,9 +464,8 @@ async def _messages(request: HttpRequest) -> HttpResponseBase:
     if request.method != "POST":
         return anthropic_error(GatewayError("Use POST.", status=405, type="method_not_allowed"))
     try:
-        params, stream = parse_messages_request(request.body)
-        call = await db_phase(call_prepare, request, params, endpoint="anthropic")
-        if stream:
+        params, call = await db_phase(call_prepare, request, parse_messages_request, endpoint="anthropic")
+        if params.stream:
             items = await call_stream_open(call)
             response = StreamingHttpResponse(_sse(call, items), content_type="text/event-stream")
             response["Cache-Control"] = "no-cache"
@@ -497,8 +499,8 @@ async def count_tokens(request: HttpRequest) -> HttpResponseBase:
         response: HttpResponseBase = anthropic_error(GatewayError("Use POST.", status=405, type="method_not_allowed"))
     else:
         try:
-            params, _ = parse_messages_request(request.body)
-            response = JsonResponse({"input_tokens": await db_phase(prompt_tokens_count, request, params)})
+            tokens = await db_phase(prompt_tokens_count, request, parse_messages_request)
+            response = JsonResponse({"input_tokens": tokens})
         except GatewayError as error:
             response = anthropic_error(error)
     response["request-id"] = request_id_of(request)

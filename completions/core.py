@@ -27,14 +27,14 @@ from django.http import HttpRequest
 from rest_framework import exceptions
 
 from accounts.credentials import authenticate_request
-from billing.admission import Admission, completion_admit
+from billing.admission import Admission, completion_admit, request_count
 from billing.models import APIKey, UsageStatus
 from billing.settlement import billed_usage, completion_settle
 from common.db import db_phase
-from common.errors import GatewayError, from_api_exception
+from common.errors import GatewayError, from_api_exception, json_object
 from common.request_ids import request_id_of
 from llm_models import catalog
-from llm_models.models import LLMModel, ModelKind, ProviderKind
+from llm_models.models import MODEL_NAME_LENGTH, LLMModel, ModelKind, ProviderKind, could_be_model_name
 from llm_models.providers.base import (
     Chunk,
     CompletionRequest,
@@ -59,6 +59,30 @@ class ModelNotFound(GatewayError):
 class ContextTooLong(GatewayError):
     status = 400
     type = "context_length_exceeded"
+
+
+def call_caller(http_request: HttpRequest) -> tuple[User, APIKey | None]:
+    """Sync: who is calling (a revoked key, an expired one or an inactive user is refused here,
+    before anything else answers), their request counted against the key's and the user's
+    requests per minute. First thing on every metered path, before the body is read: a caller
+    over its rate is refused before the gateway parses, looks up or counts anything for it."""
+    try:
+        user, api_key = authenticate_request(http_request)
+    except exceptions.APIException as exc:
+        raise from_api_exception(exc) from exc
+    request_count(user=user, api_key=api_key)
+    return user, api_key
+
+
+def model_name_checked(name: str) -> str:
+    """`name`, or a 400 if no model could have it (billing nothing, looking nothing up)."""
+    if not could_be_model_name(name):
+        raise GatewayError(
+            f"'model' must be a model name: at most {MODEL_NAME_LENGTH} printable characters.",
+            type="invalid_request",
+            param="model",
+        )
+    return name
 
 
 def model_for_call(name: str, *, kind: str = ModelKind.CHAT) -> LLMModel:
@@ -256,6 +280,8 @@ class CallParams:
     untranslatable: list[str] = field(default_factory=list)
     # What the model must support for this request: "tools", "vision", "json_schema", "reasoning".
     needs: set[str] = field(default_factory=set)
+    stream: bool = False  # the reply as events
+    include_usage: bool = False  # OpenAI's stream_options.include_usage: a last event with the usage
 
     def speaks_like(self, model: LLMModel) -> bool:
         """Whether `model`'s vendor speaks the client's format."""
@@ -279,13 +305,12 @@ CAPABILITIES = {
 DEFINITIONS = ("tools", "functions", "response_format")
 
 
-def prompt_tokens_count(http_request: HttpRequest, params: CallParams) -> int:
-    """Sync: the prompt tokens admission would count for `params`, offline, holding nothing. For
-    Claude models that is an estimate that errs high (llm_models.providers.tokens)."""
-    try:
-        authenticate_request(http_request)
-    except exceptions.APIException as exc:
-        raise from_api_exception(exc) from exc
+def prompt_tokens_count(http_request: HttpRequest, parse: Callable[[bytes], CallParams]) -> int:
+    """Sync: the prompt tokens admission would count for the request `parse` reads, offline,
+    holding nothing. For Claude models that is an estimate that errs high
+    (llm_models.providers.tokens)."""
+    call_caller(http_request)
+    params = parse(http_request.body)
     model = model_for_call(params.model)
     return _vendor_request(params, model).prompt_tokens
 
@@ -333,12 +358,13 @@ def _vendor_request(params: CallParams, model: LLMModel) -> VendorRequest:
     return VendorRequest(options, extra, choices, prompt_tokens)
 
 
-def call_prepare(http_request: HttpRequest, params: CallParams, *, endpoint: str) -> Call:
-    """Sync (run it with db_phase): who is calling, which model, admission. Raises GatewayError."""
-    try:
-        user, api_key = authenticate_request(http_request, reserves_on_key=True)
-    except exceptions.APIException as exc:
-        raise from_api_exception(exc) from exc
+def call_prepare(
+    http_request: HttpRequest, parse: Callable[[bytes], CallParams], *, endpoint: str
+) -> tuple[CallParams, Call]:
+    """Sync (run it with db_phase): who is calling, the request as `parse` reads it (after the
+    caller is known and counted), which model, admission. Raises GatewayError."""
+    user, api_key = call_caller(http_request)
+    params = parse(http_request.body)
     model = model_for_call(params.model)
     vendor = _vendor_request(params, model)
     call = call_admit(
@@ -359,7 +385,7 @@ def call_prepare(http_request: HttpRequest, params: CallParams, *, endpoint: str
         choices=vendor.choices,
     )
     call.relays = params.speaks_like(model)
-    return call
+    return params, call
 
 
 def _settle(call: Call, outcome: Outcome) -> None:
@@ -537,18 +563,16 @@ def _embedding_inputs(value: Any) -> list[str | list[int]]:
     return value
 
 
-def embedding_prepare(http_request: HttpRequest, body: dict[str, Any]) -> Call:
+def embedding_prepare(http_request: HttpRequest) -> Call:
     """Sync (run it with db_phase): who is calling, which embedding model, its input counted and
     held on the quota. The client's other fields (encoding_format, dimensions, user) go to the
     vendor as they came."""
-    try:
-        user, api_key = authenticate_request(http_request, reserves_on_key=True)
-    except exceptions.APIException as exc:
-        raise from_api_exception(exc) from exc
+    user, api_key = call_caller(http_request)
+    body = json_object(http_request.body)
     name = body.get("model")
     if not isinstance(name, str) or not name:
         raise GatewayError("'model' is required.", type="invalid_request", param="model")
-    model = model_for_call(name, kind=ModelKind.EMBEDDING)
+    model = model_for_call(model_name_checked(name), kind=ModelKind.EMBEDDING)
     inputs = _embedding_inputs(body.get("input"))
     counts = [
         count_text(model.provider, model.provider_model, item) if isinstance(item, str) else len(item)

@@ -5,7 +5,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from common.db import db_phase
-from common.errors import GatewayError, json_object
+from common.errors import GatewayError
 from completions.core import call_embed, embedding_prepare
 from completions.openai_api import openai_error
 
@@ -15,7 +15,7 @@ async def embeddings(request: HttpRequest) -> JsonResponse:
     if request.method != "POST":
         return openai_error(GatewayError("Use POST.", status=405, type="method_not_allowed"))
     try:
-        call = await db_phase(embedding_prepare, request, json_object(request.body))
+        call = await db_phase(embedding_prepare, request)
         outcome = await call_embed(call)
     except GatewayError as error:
         return openai_error(error)

@@ -10,7 +10,7 @@ from rest_framework import exceptions
 from accounts.credentials import authenticate_request
 from common.errors import GatewayError, from_api_exception
 from completions.anthropic_api import anthropic_error
-from completions.core import ModelNotFound
+from completions.core import ModelNotFound, model_name_checked
 from completions.openai_api import openai_error
 from llm_models.models import LLMModel
 
@@ -41,7 +41,7 @@ def _enabled(request: HttpRequest, name: str | None) -> list[LLMModel]:
     models = LLMModel.objects.enabled()
     if name is None:
         return list(models)
-    model = models.filter(name=name).first()
+    model = models.filter(name=model_name_checked(name)).first()
     if model is None:
         raise ModelNotFound(f"The model '{name}' does not exist or is disabled.", param="model")
     return [model]

@@ -16,7 +16,15 @@ from django.views.decorators.csrf import csrf_exempt
 
 from common.db import db_phase
 from common.errors import GatewayError, json_object
-from completions.core import Call, CallParams, Outcome, call_complete, call_prepare, call_stream_open
+from completions.core import (
+    Call,
+    CallParams,
+    Outcome,
+    call_complete,
+    call_prepare,
+    call_stream_open,
+    model_name_checked,
+)
 from llm_models.models import ProviderKind
 from llm_models.providers.base import Chunk, Usage
 from llm_models.providers.tokens import has_images
@@ -224,12 +232,13 @@ def _number(body: dict, name: str, low: float, high: float) -> float | None:
     return value
 
 
-def parse_chat_request(raw: bytes) -> tuple[CallParams, bool, bool]:
-    """(params, stream, include_usage) from an OpenAI chat completion request body."""
+def parse_chat_request(raw: bytes) -> CallParams:
+    """An OpenAI chat completion request body, read."""
     body = json_object(raw)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise GatewayError("'model' is required.", type="invalid_request", param="model")
+    model_name_checked(model)
     raw_messages = body.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise GatewayError("'messages' must be a non-empty list.", type="invalid_request", param="messages")
@@ -273,12 +282,11 @@ def parse_chat_request(raw: bytes) -> tuple[CallParams, bool, bool]:
         untranslatable=untranslatable,
         needs=needs,
     )
-    stream = bool(body.get("stream"))
     stream_options = body.get("stream_options") or {}
     if not isinstance(stream_options, dict):
         raise GatewayError("'stream_options' must be an object.", type="invalid_request", param="stream_options")
-    include_usage = bool(stream_options.get("include_usage"))
-    return params, stream, include_usage
+    params.stream, params.include_usage = bool(body.get("stream")), bool(stream_options.get("include_usage"))
+    return params
 
 
 def _completion_id() -> str:
@@ -391,11 +399,10 @@ async def chat_completions(request):
     if request.method != "POST":
         return openai_error(GatewayError("Use POST.", status=405, type="method_not_allowed"))
     try:
-        params, stream, include_usage = parse_chat_request(request.body)
-        call = await db_phase(call_prepare, request, params, endpoint="openai")
-        if stream:
+        params, call = await db_phase(call_prepare, request, parse_chat_request, endpoint="openai")
+        if params.stream:
             items = await call_stream_open(call)
-            response = StreamingHttpResponse(_sse(call, items, include_usage), content_type="text/event-stream")
+            response = StreamingHttpResponse(_sse(call, items, params.include_usage), content_type="text/event-stream")
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"
             return response

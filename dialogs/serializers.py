@@ -6,6 +6,7 @@ from rest_framework import serializers
 from agents.models import Agent
 from dialogs.models import Dialog, Message
 from llm_models.models import LLMModel
+from llm_models.serializers import ModelField
 
 
 class MessageSerializer(serializers.ModelSerializer):
@@ -106,7 +107,7 @@ class VisibleAgentField(serializers.PrimaryKeyRelatedField):
 
 
 class DialogSerializer(serializers.ModelSerializer):
-    model = serializers.SlugRelatedField(slug_field="name", queryset=LLMModel.objects.chat(), required=False)
+    model = ModelField(queryset=LLMModel.objects.chat(), required=False)
     agent = VisibleAgentField(required=False, allow_null=True)
 
     class Meta:

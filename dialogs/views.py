@@ -4,10 +4,10 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, generics, viewsets
 from rest_framework.filters import SearchFilter
 
-from accounts.credentials import authenticate_request
 from common.db import db_phase
 from common.errors import GatewayError, error_body, error_response, from_api_exception, json_object
 from common.request_ids import request_id_of
+from completions.core import call_caller
 from dialogs.models import Dialog, Message
 from dialogs.serializers import DialogSerializer, MessageSerializer, message_create_validated
 from dialogs.services import message_prepare, message_reply, message_reply_stream
@@ -50,12 +50,12 @@ def _parse(request) -> dict:
         raise from_api_exception(exc) from exc
 
 
-def _prepare(request, dialog_id: int, data: dict):
-    try:
-        user, api_key = authenticate_request(request, reserves_on_key=True)
-    except exceptions.APIException as exc:
-        raise from_api_exception(exc) from exc
-    return message_prepare(
+def _prepare(request, dialog_id: int):
+    """(the request's fields, the prepared call): the caller first (authenticated and counted),
+    then the body."""
+    user, api_key = call_caller(request)
+    data = _parse(request)
+    return data, message_prepare(
         user=user,
         api_key=api_key,
         dialog_id=dialog_id,
@@ -78,8 +78,7 @@ async def dialog_messages(request, pk: int):
     if request.method != "POST":
         return JsonResponse(error_body("method_not_allowed", f"Method {request.method} not allowed."), status=405)
     try:
-        data = _parse(request)
-        prepared = await db_phase(_prepare, request, pk, data)
+        data, prepared = await db_phase(_prepare, request, pk)
         if _wants_stream(request, data):
             response = StreamingHttpResponse(message_reply_stream(prepared), content_type="text/event-stream")
             response["Cache-Control"] = "no-cache"

@@ -257,6 +257,10 @@ RESERVATION_TTL_SECONDS = env_int("RESERVATION_TTL_SECONDS", 900)
 PROVIDER_TIMEOUT_SECONDS = float(env("PROVIDER_TIMEOUT_SECONDS", "120"))
 PROVIDER_MAX_RETRIES = env_int("PROVIDER_MAX_RETRIES", 2)
 PROVIDER_RETRY_BASE_SECONDS = float(env("PROVIDER_RETRY_BASE_SECONDS", "0.5"))
+# Hosts ("host" or "host:port", comma-separated) that may be sent OPENAI_API_KEY or
+# ANTHROPIC_API_KEY besides the vendors' own APIs and the hosts of OPENAI_BASE_URL /
+# ANTHROPIC_BASE_URL (llm_models.vendor_keys).
+PROVIDER_ALLOWED_KEY_HOSTS = [h.strip() for h in env("PROVIDER_ALLOWED_KEY_HOSTS").split(",") if h.strip()]
 
 LOGGING = {
     "version": 1,

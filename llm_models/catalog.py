@@ -9,7 +9,7 @@ Re-reading one row per model name every few seconds costs nothing next to a comp
 
 import time
 
-from llm_models.models import LLMModel
+from llm_models.models import LLMModel, could_be_model_name
 
 LOCAL_TTL_SECONDS = 5.0
 # Unknown names are remembered too (a client retrying a typo); bounded, so a flood of invented
@@ -17,12 +17,11 @@ LOCAL_TTL_SECONDS = 5.0
 MAX_ENTRIES = 1_000
 
 _cache: dict[str, tuple[float, LLMModel | None]] = {}
-_NAME_LENGTH = LLMModel._meta.get_field("name").max_length or 100
 
 
 def model_get(name: str) -> LLMModel | None:
     """The model named `name`, enabled or not, or None. Sync: may touch the DB."""
-    if len(name) > _NAME_LENGTH:
+    if not could_be_model_name(name):
         return None  # no model has such a name; not worth a query or a cache entry
     now = time.monotonic()
     entry = _cache.get(name)

@@ -1,14 +1,27 @@
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+
+from llm_models.vendor_keys import key_destination_problem
 
 # Vendors' names have dots (gpt-3.5-turbo), so not a slug; no slash, since URLs carry it.
 validate_model_name = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9._:-]*\Z",
     "Letters, digits, and . _ : - only, starting with a letter or digit.",
 )
+
+
+MODEL_NAME_LENGTH = 100
+
+
+def could_be_model_name(name: str) -> bool:
+    """Whether some model could have this name: it fits the column and has no control
+    characters. Asked before any lookup, so an absurd name (a megabyte, a NUL, which PostgreSQL
+    cannot even compare) costs no query and no cache entry."""
+    return 0 < len(name) <= MODEL_NAME_LENGTH and name.isprintable()
 
 
 class ProviderKind(models.TextChoices):
@@ -35,7 +48,10 @@ class LLMModel(models.Model):
     """A model the gateway offers, under its public `name`, with its vendor id and prices."""
 
     name = models.CharField(
-        max_length=100, unique=True, validators=[validate_model_name], help_text="The gateway's public name."
+        max_length=MODEL_NAME_LENGTH,
+        unique=True,
+        validators=[validate_model_name],
+        help_text="The gateway's public name.",
     )
     provider = models.CharField(max_length=32, choices=ProviderKind.choices)
     provider_model = models.CharField(max_length=200, help_text="The vendor's model id.")
@@ -106,6 +122,13 @@ class LLMModel(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        if problem := key_destination_problem(
+            provider=self.provider, base_url=self.base_url, api_key_env=self.api_key_env
+        ):
+            field, message = problem
+            raise ValidationError({field: message})
 
     def cost(self, prompt_tokens: int, completion_tokens: int, *, cached: int = 0, cache_written: int = 0) -> Decimal:
         """USD for this many tokens, exact to the cent's ten-thousandth and beyond. `cached` and

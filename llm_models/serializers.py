@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
-from llm_models.models import LLMModel
+from llm_models.models import LLMModel, could_be_model_name
+from llm_models.vendor_keys import key_destination_problem
 
 PUBLIC_FIELDS = [
     "name",
@@ -18,10 +19,13 @@ PUBLIC_FIELDS = [
     "supports_json_schema",
     "supports_reasoning",
     "enabled",
-    "base_url",
     "created_at",
     "updated_at",
 ]
+
+
+# What decides where a model's requests, and which key, go (llm_models.vendor_keys).
+ROUTING_FIELDS = ("provider", "base_url", "api_key_env")
 
 
 class LLMModelSerializer(serializers.ModelSerializer):
@@ -32,11 +36,12 @@ class LLMModelSerializer(serializers.ModelSerializer):
 
 
 class LLMModelAdminSerializer(serializers.ModelSerializer):
-    """Staff edit every field; api_key_env names a variable, it never holds a key."""
+    """Staff edit every field; api_key_env names a variable, it never holds a key. Only staff see
+    where a model is served from (base_url) and the variable of its key."""
 
     class Meta:
         model = LLMModel
-        fields = [*PUBLIC_FIELDS, "api_key_env"]
+        fields = [*PUBLIC_FIELDS, "base_url", "api_key_env"]
         read_only_fields = ["created_at", "updated_at"]
 
     def validate(self, attrs):
@@ -55,4 +60,23 @@ class LLMModelAdminSerializer(serializers.ModelSerializer):
         for field in ("context_window", "max_output_tokens"):
             if field in attrs and attrs[field] <= 0:
                 raise serializers.ValidationError({field: "Must be positive."})
+        row = {
+            name: attrs.get(name, getattr(self.instance, name, "")) for name in ("provider", "base_url", "api_key_env")
+        }
+        if problem := key_destination_problem(**row):
+            field, message = problem
+            raise serializers.ValidationError({field: message})
         return attrs
+
+
+class ModelField(serializers.SlugRelatedField):
+    """A catalog model named by the client. A name no model could have is refused before any
+    query, and the error echoes no more of it than a name's length."""
+
+    def __init__(self, **kwargs):
+        super().__init__(slug_field="name", **kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or not could_be_model_name(data):
+            self.fail("does_not_exist", slug_name=self.slug_field, value=str(data)[:100])
+        return super().to_internal_value(data)

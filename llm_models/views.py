@@ -1,21 +1,32 @@
-from rest_framework import mixins, viewsets
+from rest_framework import exceptions, mixins, viewsets
 from rest_framework.permissions import IsAdminUser
 
-from llm_models.models import LLMModel
+from llm_models.models import LLMModel, could_be_model_name
 from llm_models.serializers import LLMModelAdminSerializer, LLMModelSerializer
 from llm_models.services import model_save
 
 
-class LLMModelViewSet(viewsets.ReadOnlyModelViewSet):
+class ByName:
+    """A model in the URL by its name; one no model could have is a 404 without a query."""
+
+    lookup_field = "name"
+    lookup_value_regex = "[^/]+"
+
+    def get_object(self):
+        if not could_be_model_name(self.kwargs["name"]):  # type: ignore[attr-defined]
+            raise exceptions.NotFound("No such model.")
+        return super().get_object()  # type: ignore[misc]
+
+
+class LLMModelViewSet(ByName, viewsets.ReadOnlyModelViewSet):
     """The enabled models, for every signed-in user."""
 
     serializer_class = LLMModelSerializer
     queryset = LLMModel.objects.enabled()
-    lookup_field = "name"
-    lookup_value_regex = "[^/]+"
 
 
 class LLMModelAdminViewSet(
+    ByName,
     mixins.CreateModelMixin,
     mixins.RetrieveModelMixin,
     mixins.UpdateModelMixin,
@@ -28,8 +39,6 @@ class LLMModelAdminViewSet(
     serializer_class = LLMModelAdminSerializer
     queryset = LLMModel.objects.all()
     permission_classes = [IsAdminUser]
-    lookup_field = "name"
-    lookup_value_regex = "[^/]+"
 
     def perform_create(self, serializer):
         serializer.instance = model_save(model=LLMModel(**serializer.validated_data))

@@ -16,6 +16,7 @@ from llm_models.providers.base import (
     SDKProvider,
     Usage,
 )
+from llm_models.vendor_keys import ANTHROPIC
 
 # stop_reason -> the neutral FinishReason. A reason missing here (a newer one, or pause_turn,
 # which OpenAI has no word for) becomes None: unknown, rather than a word no client expects.
@@ -190,8 +191,8 @@ def anthropic_options(options: dict) -> dict:
 
 class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
     vendor = "anthropic"
-    default_key_env = "ANTHROPIC_API_KEY"
-    base_url_env = "ANTHROPIC_BASE_URL"
+    default_key_env = ANTHROPIC.key_env
+    base_url_env = ANTHROPIC.base_url_env
     request_id_header = "request-id"
     sdk_error = anthropic.AnthropicError
     sdk_timeout_error = anthropic.APITimeoutError

@@ -21,6 +21,7 @@ imports no SDK, so importing it (or the registry) stays fast; see docs/providers
 import asyncio
 import contextlib
 import enum
+import logging
 import os
 import random
 import re
@@ -32,6 +33,10 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import httpx2  # the HTTP stack of the openai and anthropic SDKs: what a half-read stream raises
 from django.conf import settings
+
+from llm_models.vendor_keys import key_destination_problem
+
+logger = logging.getLogger(__name__)
 
 
 class FinishReason(enum.StrEnum):
@@ -352,6 +357,15 @@ class SDKProvider(Provider, Generic[ClientT]):
         It is remade when the event loop changes: its pooled connections belong to the loop
         that opened them. A server has one loop per worker; tests and `async_to_sync` make many.
         """
+        if problem := key_destination_problem(
+            provider=self.vendor, base_url=request.base_url, api_key_env=request.api_key_env
+        ):
+            # The details (hosts, variables) are the operator's; the caller learns only that it failed.
+            logger.error("Model %s not called: %s", request.provider_model, problem[1])
+            raise ProviderError(
+                "this model's endpoint may not be sent its vendor's key; staff must correct the model",
+                kind=ErrorKind.UNAVAILABLE,
+            )
         api_key = self.api_key(request)
         base_url = request.base_url or os.environ.get(self.base_url_env) or None
         timeout = settings.PROVIDER_TIMEOUT_SECONDS

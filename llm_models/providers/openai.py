@@ -15,6 +15,7 @@ from llm_models.providers.base import (
     SDKProvider,
     Usage,
 )
+from llm_models.vendor_keys import OPENAI
 
 
 class OpenAIProvider(SDKProvider[openai.AsyncOpenAI]):
@@ -22,8 +23,8 @@ class OpenAIProvider(SDKProvider[openai.AsyncOpenAI]):
     word (the legacy "function_call", an OpenAI-compatible server's own) passes as a plain str."""
 
     vendor = "openai"
-    default_key_env = "OPENAI_API_KEY"
-    base_url_env = "OPENAI_BASE_URL"
+    default_key_env = OPENAI.key_env
+    base_url_env = OPENAI.base_url_env
     request_id_header = "x-request-id"
     sdk_error = openai.OpenAIError
     sdk_timeout_error = openai.APITimeoutError

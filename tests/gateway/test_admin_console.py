@@ -99,6 +99,30 @@ def test_a_model_with_a_dot_in_its_name_can_be_edited_in_the_admin(seeded, admin
     assert model.provider_model == "gpt-3.5-turbo-0125"
 
 
+def test_the_admin_refuses_to_send_a_vendor_key_to_another_host(seeded, admin_browser):
+    model = LLMModel.objects.get(name="gpt-3.5-turbo")
+    form = {
+        "name": "gpt-3.5-turbo",
+        "kind": "chat",
+        "provider": "openai",
+        "provider_model": "gpt-3.5-turbo",
+        "context_window": 16385,
+        "max_output_tokens": 4096,
+        "input_price_per_1k": "0.0005",
+        "output_price_per_1k": "0.0015",
+        "enabled": "on",
+        "base_url": "https://collector.example.net/v1",
+        "api_key_env": "",
+    }
+
+    response = admin_browser.post(f"/admin/llm_models/llmmodel/{model.pk}/change/", form)
+
+    assert response.status_code == 200  # the form again, with the error
+    assert "OPENAI_API_KEY is sent only to api.openai.com" in response.content.decode()
+    model.refresh_from_db()
+    assert model.base_url == ""
+
+
 def run_action(browser, action, names):
     ids = list(LLMModel.objects.filter(name__in=names).values_list("pk", flat=True))
     return browser.post("/admin/llm_models/llmmodel/", {"action": action, "_selected_action": ids}, follow=True)

@@ -118,7 +118,48 @@ def test_a_key_authenticates_as_its_user(alice, alice_key, header):
 
 def test_a_key_works_on_the_rest_api_too(alice_key, seeded):
     assert key_client(alice_key).get("/api/models/").status_code == 200
-    assert key_client(alice_key, "x-api-key").post("/api/keys/", {"name": "child"}, format="json").status_code == 201
+    assert key_client(alice_key, "x-api-key").get("/api/me/usage/").json()["quota"]["user"] == "alice"
+
+
+@pytest.mark.parametrize("header", ["bearer", "x-api-key"])
+def test_a_key_cannot_manage_keys(alice, seeded, header):
+    narrow, secret = make_key(
+        alice, name="narrow", token_limit=50, requests_per_minute=2, allowed_models=[seeded_model("gpt-3.5-turbo")]
+    )
+    sibling, _ = make_key(alice, name="sibling")
+    client = key_client(secret, header)
+
+    attempts = [
+        client.patch(
+            f"/api/keys/{narrow.pk}/",
+            {"token_limit": None, "requests_per_minute": None, "allowed_models": []},
+            format="json",
+        ),
+        client.post("/api/keys/", {"name": "unrestricted"}, format="json"),
+        client.delete(f"/api/keys/{sibling.pk}/"),
+        client.get("/api/keys/"),
+        client.get(f"/api/keys/{sibling.pk}/"),
+    ]
+
+    for response in attempts:
+        assert response.status_code == 403
+        error = response.json()["error"]
+        assert error["type"] == "permission_denied" and "signed-in user" in error["message"]
+    narrow.refresh_from_db()
+    sibling.refresh_from_db()
+    assert (narrow.token_limit, narrow.requests_per_minute) == (50, 2)
+    assert [m.name for m in narrow.allowed_models.all()] == ["gpt-3.5-turbo"]
+    assert sibling.revoked_at is None
+    assert APIKey.objects.count() == 2
+
+
+def test_a_staff_key_cannot_change_quotas(staff, alice):
+    _, secret = make_key(staff, name="staff script")
+    client = key_client(secret)
+
+    assert client.patch(f"/api/admin/users/{alice.pk}/quota/", {"unlimited": True}, format="json").status_code == 403
+    assert client.post(f"/api/admin/users/{alice.pk}/quota/reset/").status_code == 403
+    assert not Quota.objects.filter(user=alice, unlimited=True).exists()
 
 
 def test_an_unknown_key_gets_401(alice):
@@ -322,3 +363,95 @@ def test_staff_who_may_only_view_keys_cannot_revoke_them(staff, alice):
 
     key.refresh_from_db()
     assert key.revoked_at is None
+
+
+# --- revocation, and request rates, come first ---
+
+
+@pytest.mark.parametrize("change", ["revoke the key", "deactivate the user"])
+def test_a_key_revoked_elsewhere_is_refused_before_anything_else_answers(alice, seeded, fake_openai, change):
+    key, secret = make_key(alice, name="ci")
+    client = key_client(secret)
+    dialog = make_dialog(alice, model="gpt-3.5-turbo")
+    assert chat(client).status_code == 200  # the key is in use
+    # As another server process (or the shell) would: no service of this process is told.
+    if change == "revoke the key":
+        APIKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
+    else:
+        type(alice).objects.filter(pk=alice.pk).update(is_active=False)
+
+    answers = [
+        client.post("/api/dialogs/999999/messages/", {"content": "hi"}, format="json"),  # no such dialog
+        client.post(f"/api/dialogs/{dialog.pk}/messages/", {"content": ""}, format="json"),  # invalid
+        chat(client, model="no-such-model"),
+        chat(client, max_tokens=10**9),
+        client.post("/v1/embeddings", {"model": "no-such-model", "input": "hi"}, format="json"),
+        client.post("/v1/messages/count_tokens", {"model": "no-such-model", "messages": []}, format="json"),
+        client.post("/v1/chat/completions", b"{not json", content_type="application/json"),
+    ]
+
+    assert [response.status_code for response in answers] == [401] * len(answers)
+    assert len(fake_openai.requests) == 1
+
+
+@pytest.fixture
+def one_minute(monkeypatch):
+    """Every request of the test falls in one fixed one-minute window."""
+    monkeypatch.setattr("billing.ratelimit.clock", lambda: 1_800_000_010.0)
+
+
+@pytest.fixture
+def tokenized(monkeypatch) -> list:
+    """The prompts the completion flow counted."""
+    import completions.core
+
+    counted: list = []
+    real = completions.core.count_messages
+
+    def count_messages(*args):
+        counted.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(completions.core, "count_messages", count_messages)
+    return counted
+
+
+def test_a_key_over_its_request_rate_is_refused_before_its_request_is_read(
+    alice, seeded, fake_openai, one_minute, tokenized
+):
+    _, secret = make_key(alice, name="slow", requests_per_minute=2)
+    client = key_client(secret)
+    dialog = make_dialog(alice, model="gpt-3.5-turbo")
+
+    assert chat(client, model="no-such-model").status_code == 404  # a refused request counts too
+    assert chat(client).status_code == 200
+    assert len(tokenized) == 1
+
+    over = [
+        chat(client, content="word " * 200_000),
+        client.post("/v1/chat/completions", b"{not json", content_type="application/json"),
+        client.post("/v1/messages", {"model": "claude-3-sonnet", "max_tokens": 5, "messages": []}, format="json"),
+        client.post("/v1/messages/count_tokens", {"model": "no-such-model", "messages": []}, format="json"),
+        client.post("/v1/embeddings", {"input": "hi"}, format="json"),
+        client.post(f"/api/dialogs/{dialog.pk}/messages/", {"content": "hi"}, format="json"),
+        client.post("/api/dialogs/999999/messages/", {"content": ""}, format="json"),
+    ]
+
+    for response in over:
+        assert response.status_code == 429
+        assert "Rate limit of 2 requests per minute" in response.json()["error"]["message"]
+        assert response["Retry-After"] == "50"
+    assert len(tokenized) == 1  # none of them was tokenized
+    assert len(fake_openai.requests) == 1
+    assert not Reservation.objects.exists()
+
+
+def test_a_users_request_rate_binds_every_key_of_theirs_before_the_body_is_read(alice, seeded, one_minute, tokenized):
+    set_quota(alice, requests_per_minute=1)
+    first, second = key_client(make_key(alice, name="a")[1]), key_client(make_key(alice, name="b")[1])
+
+    assert chat(first, model="no-such-model").status_code == 404
+    response = chat(second, content="word " * 200_000)
+
+    assert response.status_code == 429 and "1 requests per minute" in response.json()["error"]["message"]
+    assert tokenized == []

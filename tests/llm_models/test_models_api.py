@@ -143,8 +143,9 @@ def test_staff_patch_any_metadata(seeded, staff_client):
         "max_output_tokens": 8000,
         "input_price_per_1k": "0.02",
         "output_price_per_1k": "0.04",
-        "base_url": "https://proxy.example.com/v1",
+        # Its own key first: OPENAI_API_KEY is never sent to the proxy (llm_models.vendor_keys).
         "api_key_env": "PROXY_API_KEY",
+        "base_url": "https://proxy.example.com/v1",
     }
     for field, value in changes.items():
         response = staff_client.patch("/api/admin/models/gpt-4-turbo/", {field: value}, format="json")
@@ -299,3 +300,57 @@ def test_a_models_key_variable_must_be_an_api_key_name(seeded, staff_client):
     assert "api_key_env" in response.json()["error"]["fields"]
     response = staff_client.patch("/api/admin/models/gpt-4-turbo/", {"api_key_env": "VLLM_API_KEY"}, format="json")
     assert response.status_code == 200
+
+
+# --- where a vendor's own key may go ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"base_url": "https://collector.example.net/v1"}, "base_url"),
+        ({"base_url": "https://api.openai.com.example.net/v1"}, "base_url"),
+        ({"api_key_env": "ANTHROPIC_API_KEY"}, "base_url"),  # Anthropic's key to OpenAI's host
+    ],
+)
+def test_staff_cannot_point_a_vendor_key_at_another_host(seeded, staff_client, changes, field):
+    response = staff_client.patch("/api/admin/models/gpt-4-turbo/", changes, format="json")
+
+    assert response.status_code == 400
+    assert field in response.json()["error"]["fields"]
+    model = LLMModel.objects.get(name="gpt-4-turbo")
+    assert (model.base_url, model.api_key_env) == ("", "")
+
+
+@pytest.mark.parametrize("variable", ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"])
+def test_a_compatible_server_cannot_name_a_vendors_key(seeded, staff_client, variable):
+    response = staff_client.post("/api/admin/models/", {**NEW_MODEL, "api_key_env": variable}, format="json")
+
+    assert response.status_code == 400
+    assert "api_key_env" in response.json()["error"]["fields"]
+    assert not LLMModel.objects.filter(name=NEW_MODEL["name"]).exists()
+
+
+def test_a_vendor_key_goes_to_its_vendor_or_the_operators_hosts(seeded, staff_client, settings, monkeypatch):
+    def point(url):
+        return staff_client.patch("/api/admin/models/gpt-4-turbo/", {"base_url": url}, format="json").status_code
+
+    assert point("https://api.openai.com/v1") == 200
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9911/v1")
+    assert point("http://127.0.0.1:9911/v2") == 200  # the operator's own endpoint
+    assert point("http://127.0.0.1:9912/v1") == 400  # another service on that machine
+    assert point("https://gateway.example.org/openai") == 400
+    settings.PROVIDER_ALLOWED_KEY_HOSTS = ["gateway.example.org"]
+    assert point("https://gateway.example.org/openai") == 200
+
+
+def test_only_staff_see_where_a_model_is_served_from(seeded, staff_client, alice_client):
+    assert staff_client.post("/api/admin/models/", NEW_MODEL, format="json").status_code == 201
+
+    for body in [
+        *alice_client.get("/api/models/").json()["results"],
+        alice_client.get("/api/models/llama-3-70b/").json(),
+    ]:
+        assert "base_url" not in body and "api_key_env" not in body
+        assert "127.0.0.1:8001" not in str(body)
+    assert staff_client.get("/api/admin/models/llama-3-70b/").json()["base_url"] == NEW_MODEL["base_url"]

@@ -529,6 +529,40 @@ def test_a_compatible_server_gets_its_own_key_not_openais(fake_openai, monkeypat
     assert OPENAI_TEST_KEY not in fake_openai.last.headers["authorization"]
 
 
+@pytest.mark.parametrize(
+    "provider, fields",
+    [
+        (OpenAIProvider, {"base_url": "FAKE_ANTHROPIC"}),  # OpenAI's key to another host
+        (OpenAIProvider, {"api_key_env": "ANTHROPIC_API_KEY"}),  # Anthropic's key to OpenAI's host
+        (AnthropicProvider, {"base_url": "FAKE_OPENAI"}),
+        (OpenAICompatibleProvider, {"base_url": "FAKE_ANTHROPIC", "api_key_env": "OPENAI_API_KEY"}),
+        (OpenAICompatibleProvider, {"base_url": "FAKE_ANTHROPIC", "api_key_env": "ANTHROPIC_API_KEY"}),
+    ],
+)
+def test_a_vendor_key_is_never_sent_to_another_host(fake_openai, fake_anthropic, provider, fields):
+    """Rows saved before the rule, or edited in the database: the call is refused, nothing sent."""
+    urls = {"FAKE_ANTHROPIC": fake_anthropic.base_url, "FAKE_OPENAI": fake_openai.base_url}
+    fields = {name: urls.get(value, value) for name, value in fields.items()}
+
+    with pytest.raises(ProviderError) as caught:
+        run(provider().complete(request(**fields)))
+
+    assert caught.value.kind == "unavailable" and caught.value.status == 503
+    assert "127.0.0.1" not in caught.value.message  # the caller learns no host
+    assert fake_openai.requests == [] and fake_anthropic.requests == []
+
+
+def test_a_vendor_key_goes_to_a_host_the_operator_allows(fake_openai, settings, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://api.openai.com/v1")  # the row names another endpoint
+    row = request(base_url=fake_openai.base_url)
+    with pytest.raises(ProviderError):
+        run(OpenAIProvider().complete(row))
+
+    settings.PROVIDER_ALLOWED_KEY_HOSTS = [fake_openai.base_url.split("//")[1].split("/")[0]]  # its host:port
+    run(OpenAIProvider().complete(row))
+    assert fake_openai.last.headers["authorization"] == f"Bearer {OPENAI_TEST_KEY}"
+
+
 def test_a_key_variable_must_be_an_api_key(fake_openai, monkeypatch):
     monkeypatch.setenv("SECRET_KEY", "the-gateways-own-secret")
     with pytest.raises(ProviderError) as caught:
