@@ -3,10 +3,11 @@ from rest_framework import serializers
 
 from agents.models import Agent
 from llm_models.models import LLMModel
+from llm_models.serializers import ModelNameField
 
 
 class AgentSerializer(serializers.ModelSerializer):
-    model = serializers.SlugRelatedField(slug_field="name", queryset=LLMModel.objects.chat())
+    model = ModelNameField(queryset=LLMModel.objects.chat())
     temperature = serializers.FloatField(min_value=0, max_value=2, required=False, allow_null=True)
     max_tokens = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     # No default: a PUT that leaves `shared` out keeps the agent as it is.

@@ -4,6 +4,11 @@ from rest_framework import serializers
 
 from billing.models import APIKey, Quota
 from llm_models.models import LLMModel
+from llm_models.serializers import ModelNameField
+
+# The largest value of a BigIntegerField (PostgreSQL's bigint): a larger one would fail in the
+# database instead of answering 400.
+BIGINT_MAX = 2**63 - 1
 
 
 class QuotaSerializer(serializers.ModelSerializer):
@@ -12,7 +17,7 @@ class QuotaSerializer(serializers.ModelSerializer):
     resets_at = serializers.SerializerMethodField()
     used_usd = serializers.DecimalField(max_digits=18, decimal_places=8, read_only=True)
     reserved_usd = serializers.DecimalField(max_digits=18, decimal_places=8, read_only=True)
-    token_limit = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    token_limit = serializers.IntegerField(min_value=0, max_value=BIGINT_MAX, required=False, allow_null=True)
     usd_limit = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=0, required=False, allow_null=True)
     user: "serializers.SlugRelatedField[User]" = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
@@ -62,10 +67,8 @@ class DateRangeSerializer(serializers.Serializer):
 
 
 class APIKeySerializer(serializers.ModelSerializer):
-    allowed_models = serializers.SlugRelatedField(
-        slug_field="name", many=True, required=False, queryset=LLMModel.objects.all()
-    )
-    token_limit = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    allowed_models = ModelNameField(many=True, required=False, queryset=LLMModel.objects.all())
+    token_limit = serializers.IntegerField(min_value=0, max_value=BIGINT_MAX, required=False, allow_null=True)
     usd_limit = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=0, required=False, allow_null=True)
     active = serializers.BooleanField(source="is_active", read_only=True)
 

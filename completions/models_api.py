@@ -12,6 +12,7 @@ from common.errors import GatewayError, from_api_exception
 from completions.anthropic_api import anthropic_error
 from completions.core import ModelNotFound
 from completions.openai_api import openai_error
+from llm_models import catalog
 from llm_models.models import LLMModel
 
 
@@ -38,11 +39,10 @@ def _enabled(request: HttpRequest, name: str | None) -> list[LLMModel]:
         authenticate_request(request)
     except exceptions.APIException as exc:
         raise from_api_exception(exc) from exc
-    models = LLMModel.objects.enabled()
     if name is None:
-        return list(models)
-    model = models.filter(name=name).first()
-    if model is None:
+        return list(LLMModel.objects.enabled())
+    model = catalog.model_get(name)
+    if model is None or not model.enabled:
         raise ModelNotFound(f"The model '{name}' does not exist or is disabled.", param="model")
     return [model]
 

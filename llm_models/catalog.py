@@ -22,8 +22,10 @@ _NAME_LENGTH = LLMModel._meta.get_field("name").max_length or 100
 
 def model_get(name: str) -> LLMModel | None:
     """The model named `name`, enabled or not, or None. Sync: may touch the DB."""
-    if len(name) > _NAME_LENGTH:
-        return None  # no model has such a name; not worth a query or a cache entry
+    if len(name) > _NAME_LENGTH or "\x00" in name:
+        # No model has such a name: not worth a query or a cache entry (and PostgreSQL refuses
+        # NUL in text outright).
+        return None
     now = time.monotonic()
     entry = _cache.get(name)
     if entry is not None and entry[0] > now:

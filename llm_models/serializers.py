@@ -24,6 +24,19 @@ PUBLIC_FIELDS = [
 ]
 
 
+class ModelNameField(serializers.SlugRelatedField):
+    """A catalog model named by its `name`. A name no model can have (one with NUL, which
+    PostgreSQL refuses in text) is refused before the database sees it."""
+
+    def __init__(self, **kwargs):
+        super().__init__(slug_field="name", **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class LLMModelSerializer(serializers.ModelSerializer):
     class Meta:
         model = LLMModel

@@ -12,7 +12,8 @@ class LLMModelViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = LLMModelSerializer
     queryset = LLMModel.objects.enabled()
     lookup_field = "name"
-    lookup_value_regex = "[^/]+"
+    # NUL never reaches the database (PostgreSQL refuses it in text): such a path is a 404.
+    lookup_value_regex = r"[^/\x00]+"
 
 
 class LLMModelAdminViewSet(
@@ -29,7 +30,8 @@ class LLMModelAdminViewSet(
     queryset = LLMModel.objects.all()
     permission_classes = [IsAdminUser]
     lookup_field = "name"
-    lookup_value_regex = "[^/]+"
+    # NUL never reaches the database (PostgreSQL refuses it in text): such a path is a 404.
+    lookup_value_regex = r"[^/\x00]+"
 
     def perform_create(self, serializer):
         serializer.instance = model_save(model=LLMModel(**serializer.validated_data))
