@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from llm_models.models import LLMModel
@@ -37,7 +38,18 @@ class ModelNameField(serializers.SlugRelatedField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field({"type": "string", "description": "A URL, or empty for the vendor's default."})
+class BaseURLField(serializers.CharField):
+    """A model's base_url: a URL or "". Not a URLField, nor a URLValidator on it: the schema
+    would give it the `uri` format, which refuses the ""."""
+
+    def to_internal_value(self, data):
+        return serializers.URLField().run_validation(super().to_internal_value(data))
+
+
 class LLMModelSerializer(serializers.ModelSerializer):
+    base_url = BaseURLField(read_only=True)
+
     class Meta:
         model = LLMModel
         fields = PUBLIC_FIELDS
@@ -46,6 +58,8 @@ class LLMModelSerializer(serializers.ModelSerializer):
 
 class LLMModelAdminSerializer(serializers.ModelSerializer):
     """Staff edit every field; api_key_env names a variable, it never holds a key."""
+
+    base_url = BaseURLField(required=False, allow_blank=True, max_length=200)
 
     class Meta:
         model = LLMModel

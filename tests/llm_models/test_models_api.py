@@ -299,3 +299,10 @@ def test_a_models_key_variable_must_be_an_api_key_name(seeded, staff_client):
     assert "api_key_env" in response.json()["error"]["fields"]
     response = staff_client.patch("/api/admin/models/gpt-4-turbo/", {"api_key_env": "VLLM_API_KEY"}, format="json")
     assert response.status_code == 200
+
+
+def test_staff_set_a_base_url_or_clear_it_but_not_to_a_non_url(seeded, staff_client):
+    path = "/api/admin/models/gpt-4-turbo/"
+    response = staff_client.patch(path, {"base_url": "not a url"}, format="json")
+    assert response.status_code == 400 and "base_url" in response.json()["error"]["fields"]
+    assert staff_client.patch(path, {"base_url": ""}, format="json").json()["base_url"] == ""
