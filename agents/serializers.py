@@ -12,7 +12,9 @@ class AgentSerializer(serializers.ModelSerializer):
     max_tokens = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     # No default: a PUT that leaves `shared` out keeps the agent as it is.
     shared = serializers.BooleanField(required=False, help_text="Visible to everyone; staff only. Set at creation.")
-    owner: "serializers.SlugRelatedField[User]" = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    owner: "serializers.SlugRelatedField[User]" = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True, help_text="Null for a shared agent."
+    )
 
     class Meta:
         model = Agent

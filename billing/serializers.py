@@ -6,6 +6,10 @@ from billing.models import APIKey, Quota
 from llm_models.models import MODEL_NAME_LENGTH, LLMModel, could_be_model_name
 from llm_models.serializers import ModelField
 
+# The largest value of a BigIntegerField (PostgreSQL's bigint): a larger one would fail in the
+# database instead of answering 400.
+BIGINT_MAX = 2**63 - 1
+
 
 class QuotaSerializer(serializers.ModelSerializer):
     remaining_tokens = serializers.SerializerMethodField()
@@ -13,7 +17,7 @@ class QuotaSerializer(serializers.ModelSerializer):
     resets_at = serializers.SerializerMethodField()
     used_usd = serializers.DecimalField(max_digits=18, decimal_places=8, read_only=True)
     reserved_usd = serializers.DecimalField(max_digits=18, decimal_places=8, read_only=True)
-    token_limit = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    token_limit = serializers.IntegerField(min_value=0, max_value=BIGINT_MAX, required=False, allow_null=True)
     usd_limit = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=0, required=False, allow_null=True)
     user: "serializers.SlugRelatedField[User]" = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
@@ -69,7 +73,7 @@ class DateRangeSerializer(serializers.Serializer):
 
 class APIKeySerializer(serializers.ModelSerializer):
     allowed_models = ModelField(many=True, required=False, queryset=LLMModel.objects.all())
-    token_limit = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    token_limit = serializers.IntegerField(min_value=0, max_value=BIGINT_MAX, required=False, allow_null=True)
     usd_limit = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=0, required=False, allow_null=True)
     active = serializers.BooleanField(source="is_active", read_only=True)
 

@@ -10,9 +10,9 @@ from rest_framework import exceptions
 from accounts.credentials import authenticate_request
 from common.errors import GatewayError, from_api_exception
 from completions.anthropic_api import anthropic_error
-from completions.core import ModelNotFound, model_name_checked
+from completions.core import ModelNotFound
 from completions.openai_api import openai_error
-from llm_models.models import LLMModel
+from llm_models.models import LLMModel, could_be_model_name
 
 
 def _wants_anthropic(request: HttpRequest) -> bool:
@@ -41,9 +41,10 @@ def _enabled(request: HttpRequest, name: str | None) -> list[LLMModel]:
     models = LLMModel.objects.enabled()
     if name is None:
         return list(models)
-    model = models.filter(name=model_name_checked(name)).first()
+    # In a path, a name no model could have is simply not found (and costs no query).
+    model = models.filter(name=name).first() if could_be_model_name(name) else None
     if model is None:
-        raise ModelNotFound(f"The model '{name}' does not exist or is disabled.", param="model")
+        raise ModelNotFound(f"The model '{name[:100]}' does not exist or is disabled.", param="model")
     return [model]
 
 

@@ -122,7 +122,7 @@ def _message(message: object, index: int, untranslatable: list[str]) -> dict:
     """One message of the request, in the neutral form (llm_models.providers.base)."""
     where = f"messages[{index}]"
     role = message.get("role") if isinstance(message, dict) else None
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise GatewayError(
             "Each message needs a role: system, developer, user, assistant or tool.",
             type="invalid_request",

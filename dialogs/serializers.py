@@ -35,6 +35,21 @@ class MessageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+def _has_nul(value: object) -> bool:
+    """Whether any string in a JSON value (keys too) holds NUL. A loop, not recursion: the value
+    may be nested as deep as the JSON parser allows."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str) and "\x00" in item:
+            return True
+        if isinstance(item, dict):
+            pending += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            pending += item
+    return False
+
+
 class MessageContentField(serializers.Field):
     """Text, or a list of parts as OpenAI's API takes them: {"type": "text", "text": ...} and
     {"type": "image_url", "image_url": {"url": "https://..." or "data:image/png;base64,..."}}."""
@@ -54,6 +69,11 @@ class MessageContentField(serializers.Field):
             if not (isinstance(url, str) and url.startswith(("https://", "http://", "data:image/"))):
                 raise serializers.ValidationError("Each part is text or an image_url with an http(s) or data: URL.")
         return data
+
+    def run_validators(self, value):
+        if _has_nul(value):  # PostgreSQL stores no NUL, in text or in JSON
+            raise serializers.ValidationError("Null characters are not allowed.")
+        super().run_validators(value)
 
     def to_representation(self, value):
         return value

@@ -121,7 +121,8 @@ def _reply_store(dialog: Dialog, outcome: Outcome) -> dict[str, Any]:
     message = Message.objects.create(
         dialog=dialog,
         role=Role.ASSISTANT,
-        content=outcome.text,
+        # PostgreSQL stores no NUL in text: a vendor's stray NUL is dropped, not the whole reply.
+        content=outcome.text.replace("\x00", ""),
         model=model,
         status=outcome.status,
         request_id=outcome.request_id[:200],

@@ -95,10 +95,8 @@ def _completion_paths() -> dict:
                 "parameters": dialog_id,
                 "requestBody": {"required": True, "content": _json(MESSAGE_CREATE)},
                 "responses": {
-                    "201": {
-                        "description": "user_message, assistant_message, usage",
-                        "content": {**_json(OBJECT), **SSE},
-                    },
+                    "201": {"description": "user_message, assistant_message, usage", "content": _json(OBJECT)},
+                    "200": {"description": "The reply streamed (stream: true)", "content": SSE},
                     **_errors({**ERROR_STATUSES, **COMPLETION_ERRORS}),
                 },
             },

@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from llm_models.models import LLMModel, could_be_model_name
@@ -28,6 +29,15 @@ PUBLIC_FIELDS = [
 ROUTING_FIELDS = ("provider", "base_url", "api_key_env")
 
 
+@extend_schema_field({"type": "string", "description": "A URL, or empty for the vendor's default."})
+class BaseURLField(serializers.CharField):
+    """A model's base_url: a URL or "". Not a URLField, nor a URLValidator on it: the schema
+    would give it the `uri` format, which refuses the ""."""
+
+    def to_internal_value(self, data):
+        return serializers.URLField().run_validation(super().to_internal_value(data))
+
+
 class LLMModelSerializer(serializers.ModelSerializer):
     class Meta:
         model = LLMModel
@@ -38,6 +48,8 @@ class LLMModelSerializer(serializers.ModelSerializer):
 class LLMModelAdminSerializer(serializers.ModelSerializer):
     """Staff edit every field; api_key_env names a variable, it never holds a key. Only staff see
     where a model is served from (base_url) and the variable of its key."""
+
+    base_url = BaseURLField(required=False, allow_blank=True, max_length=200)
 
     class Meta:
         model = LLMModel

@@ -10,7 +10,8 @@ class ByName:
     """A model in the URL by its name; one no model could have is a 404 without a query."""
 
     lookup_field = "name"
-    lookup_value_regex = "[^/]+"
+    # NUL never reaches the database (PostgreSQL refuses it in text): such a path is a 404.
+    lookup_value_regex = r"[^/\x00]+"
 
     def get_object(self):
         if not could_be_model_name(self.kwargs["name"]):  # type: ignore[attr-defined]

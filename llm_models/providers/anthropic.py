@@ -15,6 +15,8 @@ from llm_models.providers.base import (
     ProviderError,
     SDKProvider,
     Usage,
+    is_count,
+    malformed_answer,
 )
 from llm_models.vendor_keys import ANTHROPIC
 
@@ -211,11 +213,21 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
         response = await client.post("/v1/messages", body=self._params(request), cast_to=httpx2.Response)
         request_id = response.headers.get(self.request_id_header, "")
         body = _parse(response.text, request_id)
-        usage = body.get("usage") or {}
+        content, usage = body.get("content"), body.get("usage") or {}
+        readable = (
+            isinstance(content, list)
+            and all(isinstance(block, dict) for block in content)
+            and isinstance(body.get("stop_reason"), str | None)
+            and isinstance(usage, dict)
+            and all(is_count(usage.get(name) or 0) for name in ("input_tokens", "output_tokens", *CACHE_COUNTS))
+        )
+        if not readable:  # Anthropic always sends content, if only []: without it, no answer came
+            raise malformed_answer(request_id)
+        assert isinstance(content, list)
         known = usage.get("input_tokens") is not None and usage.get("output_tokens") is not None
         stop_reason = body.get("stop_reason") or ""
         texts, reasoning, tool_calls, thinking_blocks = [], [], [], []
-        for block in body.get("content") or ():
+        for block in content:
             kind = block.get("type")
             if kind == "text":
                 texts.append(str(block.get("text", "")))

@@ -166,6 +166,17 @@ class ProviderError(Exception):
 KEY_ENV_PATTERN = re.compile(r"[A-Z][A-Z0-9_]*_API_KEY")
 
 
+def is_count(value: object) -> bool:
+    """A token count as a vendor's answer must carry it: a non-negative integer."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def malformed_answer(request_id: str) -> ProviderError:
+    """A 200 whose body lacks what the vendor's format promises (no message, a count that is not
+    a number, ...): the vendor failed, not the gateway, so the client gets a 502."""
+    return ProviderError("the provider sent a malformed answer", kind=ErrorKind.SERVER, request_id=request_id)
+
+
 def api_key_from_env(vendor: str, name: str) -> str:
     """The key in env var `name`, read at call time (never at import: settings may come later)."""
     if not KEY_ENV_PATTERN.fullmatch(name):

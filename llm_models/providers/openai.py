@@ -14,6 +14,8 @@ from llm_models.providers.base import (
     ProviderError,
     SDKProvider,
     Usage,
+    is_count,
+    malformed_answer,
 )
 from llm_models.vendor_keys import OPENAI
 
@@ -46,14 +48,18 @@ class OpenAIProvider(SDKProvider[openai.AsyncOpenAI]):
         )
         request_id = response.headers.get(self.request_id_header, "")
         body = _parse(response.text, request_id)
-        choices = body.get("choices") or [{}]
-        message = choices[0].get("message") or {}
+        choices = body.get("choices")
+        choice = choices[0] if isinstance(choices, list) and choices else None
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not (isinstance(message, dict) and _readable(message) and _readable_usage(body.get("usage"))):
+            raise malformed_answer(request_id)
+        assert isinstance(choice, dict)
         usage = body.get("usage")
         return Completion(
             text=message.get("content") or "",
             usage=_usage(usage) if usage else None,
             request_id=request_id,
-            finish_reason=choices[0].get("finish_reason"),
+            finish_reason=choice.get("finish_reason"),
             raw=body,
             tool_calls=message.get("tool_calls") or [],
             # Servers that show a reasoning model's thinking (vLLM, DeepSeek) put it here.
@@ -91,6 +97,16 @@ class OpenAIProvider(SDKProvider[openai.AsyncOpenAI]):
                     done = True  # keep reading: draining the body lets the connection be reused
                     continue
                 event = _parse(data, request_id)
+                choices = event.get("choices") or []
+                deltas = (
+                    [c.get("delta") or {} if isinstance(c, dict) else None for c in choices]
+                    if isinstance(choices, list)
+                    else [None]
+                )
+                if not (
+                    all(isinstance(d, dict) and _readable(d) for d in deltas) and _readable_usage(event.get("usage"))
+                ):
+                    raise malformed_answer(request_id)
                 if counts := event.get("usage"):
                     usage = _usage(counts)
                 texts, reasoning, tool_calls = [], [], []  # type: list[str], list[str], list[dict]
@@ -135,6 +151,31 @@ class OpenAICompatibleProvider(OpenAIProvider):
         if request.api_key_env:
             return super().api_key(request)
         return "no-key"  # keyless servers (Ollama, a local vLLM) ignore it; the SDK wants one
+
+
+def _readable(message: dict) -> bool:
+    """Whether a message (or a stream's delta) has what the gateway reads, of the types it reads:
+    content may be null (a reply of tool calls alone, or an empty one)."""
+    calls = message.get("tool_calls") or []
+    return (
+        isinstance(message.get("content"), str | None)
+        and isinstance(message.get("reasoning_content"), str | None)
+        and isinstance(calls, list)
+        and all(isinstance(call, dict) and isinstance(call.get("function") or {}, dict) for call in calls)
+    )
+
+
+def _readable_usage(counts: object) -> bool:
+    if not counts:
+        return True  # none reported: billed from the gateway's own count
+    details = (counts.get("prompt_tokens_details") or {}) if isinstance(counts, dict) else None
+    return (
+        isinstance(counts, dict)
+        and is_count(counts.get("prompt_tokens"))
+        and is_count(counts.get("completion_tokens"))
+        and isinstance(details, dict)
+        and is_count(details.get("cached_tokens") or 0)
+    )
 
 
 def _usage(counts: dict) -> Usage:

@@ -45,6 +45,9 @@ class Reply:
     thinking: str | None = None
     # Prompt tokens the vendor says it read from / wrote to its prompt cache (OpenAI: read only).
     cache: tuple[int, int] = (0, 0)
+    # The whole JSON body of a 200 answer, sent as it is in place of a well-formed reply: what a
+    # broken vendor or OpenAI-compatible server might send (a message without content, ...).
+    body: Any = None
 
     def pieces(self) -> list[str]:
         if self.chunks is not None:
@@ -192,7 +195,11 @@ class FakeVendor:
         reply, request_id = self._next(scope["path"], scope["method"], headers, payload)
         if reply.first_byte_delay and await pause(receive, reply.first_byte_delay):
             return  # the client gave up (timed out): nothing left to answer
-        await self.handle(Exchange(scope, receive, send, reply, request_id, payload, headers, self))
+        exchange = Exchange(scope, receive, send, reply, request_id, payload, headers, self)
+        if reply.body is not None:
+            await exchange.json(200, reply.body)
+            return
+        await self.handle(exchange)
 
     async def handle(self, exchange: Exchange) -> None:
         raise NotImplementedError

@@ -9,6 +9,8 @@ def test_the_schema_describes_the_completion_endpoints_and_the_error_shape(anon_
     send = schema["paths"]["/api/dialogs/{id}/messages/"]["post"]
     assert {"201", "400", "404", "429", "502", "504"} <= set(send["responses"])
     assert "context_length_exceeded" in send["responses"]["400"]["description"]
-    assert "text/event-stream" in send["responses"]["201"]["content"]
+    # A whole reply is a 201 in JSON; a streamed one starts before it is stored: a 200 event stream.
+    assert set(send["responses"]["201"]["content"]) == {"application/json"}
+    assert set(send["responses"]["200"]["content"]) == {"text/event-stream"}
     assert schema["components"]["schemas"]["Error"]["properties"]["error"]["required"] == ["type", "message"]
     assert "401" in schema["paths"]["/api/models/"]["get"]["responses"]

@@ -354,3 +354,10 @@ def test_only_staff_see_where_a_model_is_served_from(seeded, staff_client, alice
         assert "base_url" not in body and "api_key_env" not in body
         assert "127.0.0.1:8001" not in str(body)
     assert staff_client.get("/api/admin/models/llama-3-70b/").json()["base_url"] == NEW_MODEL["base_url"]
+
+
+def test_staff_set_a_base_url_or_clear_it_but_not_to_a_non_url(seeded, staff_client):
+    path = "/api/admin/models/gpt-4-turbo/"
+    response = staff_client.patch(path, {"base_url": "not a url"}, format="json")
+    assert response.status_code == 400 and "base_url" in response.json()["error"]["fields"]
+    assert staff_client.patch(path, {"base_url": ""}, format="json").json()["base_url"] == ""
