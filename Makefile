@@ -38,13 +38,16 @@ migrate: $(VENV)/.installed
 run: export DEBUG ?= 1
 run: .env
 	@$(MAKE) --no-print-directory migrate
-	$(BIN)/uvicorn gateway.asgi:application --host $(HOST) --port $(PORT)
+	$(BIN)/uvicorn gateway.asgi:application --http gateway.server:HttpProtocol --host $(HOST) --port $(PORT)
 
-# Production server: gunicorn with uvicorn workers (ASGI). Needs SECRET_KEY; writes no .env, and
-# DEBUG is off unless set in the environment, even where a development .env says DEBUG=1.
+# Production server: gunicorn with uvicorn workers (ASGI) that bound each request's headers
+# (gateway/server.py). Needs SECRET_KEY; writes no .env. DEBUG is off unless set in the environment
+# (a development .env saying DEBUG=1 does not turn it on), and it refuses to start with DEBUG on.
 serve: export DEBUG ?= 0
-serve: migrate
-	$(BIN)/gunicorn gateway.asgi:application -k uvicorn_worker.UvicornWorker \
+serve: $(VENV)/.installed
+	@$(BIN)/python -c 'import sys; from gateway.settings import DEBUG; sys.exit(DEBUG and "make serve: DEBUG is on; production runs with DEBUG=0 (use make run to develop)")'
+	@$(MAKE) --no-print-directory migrate
+	$(BIN)/gunicorn gateway.asgi:application -k gateway.server.Worker \
 		-w $(WORKERS) -b $(HOST):$(PORT) --access-logfile - --graceful-timeout 30
 
 # Tests: SQLite and an in-process cache unless DATABASE_URL / REDIS_URL are set.

@@ -342,7 +342,7 @@ class Bench:
             str(ROOT / ".venv" / "bin" / "gunicorn") if (ROOT / ".venv").exists() else "gunicorn",
             "gateway.asgi:application",
             "-k",
-            "uvicorn_worker.UvicornWorker",
+            "gateway.server.Worker",
             "-w",
             str(self.args.workers),
             "-b",

@@ -51,7 +51,7 @@ def _enabled(request: HttpRequest, name: str | None) -> list[LLMModel]:
 async def _answer(request: HttpRequest, name: str | None) -> JsonResponse:
     anthropic = _wants_anthropic(request)
     if request.method != "GET":
-        error = GatewayError("Use GET.", status=405, type="method_not_allowed")
+        error = GatewayError("Use GET.", status=405, type="method_not_allowed", headers={"Allow": "GET"})
         return anthropic_error(error) if anthropic else openai_error(error)
     try:
         found = await sync_to_async(_enabled)(request, name)

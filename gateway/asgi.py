@@ -1,5 +1,5 @@
 """The ASGI application: /api/ and /v1/ through the API's lean handler, the rest (the admin, the
-docs) through Django's with the full middleware.
+docs) through Django's with the full middleware; both behind the body size limit.
 
 A worker loads here, before it accepts its first connection, everything a request would
 otherwise load while every other request of the worker waits (seconds: the URLconf and the views
@@ -18,17 +18,21 @@ from django.urls import get_resolver  # noqa: E402  (the settings must be loaded
 from rest_framework.settings import api_settings  # noqa: E402
 
 from gateway.handlers import API_PREFIXES, APIHandler  # noqa: E402
+from gateway.middleware import BodySizeLimit  # noqa: E402
 from llm_models.providers import registry  # noqa: E402
 from llm_models.providers.tokens import warm_up  # noqa: E402
 
 api = APIHandler()
 
 
-async def application(scope, receive, send):
+async def route(scope, receive, send):
     if scope["type"] == "http" and scope["path"].startswith(API_PREFIXES):
         await api(scope, receive, send)
     else:
         await site(scope, receive, send)
+
+
+application = BodySizeLimit(route)
 
 
 def _load_before_serving() -> None:

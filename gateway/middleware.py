@@ -1,10 +1,13 @@
+import json
+
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http import JsonResponse
 from django.middleware.security import SecurityMiddleware
 
 from common.errors import error_body
-from common.request_ids import request_id_of
+from common.request_ids import new_request_id, request_id_of
 
 
 class _Middleware:
@@ -36,19 +39,16 @@ class _Middleware:
         return response
 
 
-class BodySizeLimitMiddleware(_Middleware):
-    """Answer 413 for bodies over MAX_REQUEST_BODY_BYTES before anything reads them."""
+class AllowedHostsMiddleware(_Middleware):
+    """A Host that ALLOWED_HOSTS does not name is a 400. Django checks the Host only when something
+    asks for it (CommonMiddleware does, on the site's chain), so the API's chain asks here."""
 
     def before(self, request):
-        # Read per request (a cheap attribute lookup) so an overridden setting takes effect.
-        limit: int = settings.MAX_REQUEST_BODY_BYTES
         try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > limit:
-            message = f"The request body is {length} bytes; the limit is {limit}."
-            return JsonResponse(error_body("request_too_large", message), status=413)
+            request.get_host()
+        except DisallowedHost:
+            message = "The Host header names a host this server does not serve."
+            return JsonResponse(error_body("invalid_request", message), status=400)
         return None
 
 
@@ -77,3 +77,53 @@ class RequestIdMiddleware(_Middleware):
     def after(self, request, response):
         response["x-request-id"] = request_id_of(request)
         return response
+
+
+class BodySizeLimit:
+    """The ASGI application, with bodies over MAX_REQUEST_BODY_BYTES answered 413 unread.
+
+    Django's ASGI handler reads a whole body (into a temporary file) before its first middleware
+    runs, so the limit stands in front of it: a declared Content-Length over the limit is refused
+    before a byte of the body is read, and a body without one (chunked) is read up to the limit
+    only. The 413 closes the connection, so the server reads no more of it."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        # Read per request (a cheap attribute lookup) so an overridden setting takes effect.
+        limit: int = settings.MAX_REQUEST_BODY_BYTES
+        length = next((value for name, value in scope["headers"] if name == b"content-length"), None)
+        if length is not None:
+            # The server has checked that it is a number, and reads exactly that many bytes of body.
+            if int(length) > limit:
+                return await _refuse_body(send, f"The request body is {int(length)} bytes; the limit is {limit}.")
+            return await self.app(scope, receive, send)
+
+        received = 0
+
+        async def receive_up_to_limit():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    await _refuse_body(send, f"The request body is over the limit of {limit} bytes.")
+                    return {"type": "http.disconnect"}  # Django stops reading and answers nothing
+            return message
+
+        return await self.app(scope, receive_up_to_limit, send)
+
+
+async def _refuse_body(send, message: str) -> None:
+    body = json.dumps(error_body("request_too_large", message)).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", new_request_id().encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

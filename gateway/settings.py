@@ -32,7 +32,8 @@ _load_dotenv(BASE_DIR / ".env")
 
 
 def env(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
+    # Empty is unset: a copy of .env.example, which lists every variable, keeps the defaults.
+    return os.environ.get(name) or default
 
 
 def env_bool(name: str, default: bool = False) -> bool:
@@ -90,6 +91,21 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = [h.strip() for h in env("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in env("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]
 
+# HTTPS, for a gateway served over TLS (README, "Production"): off by default, so a plain-HTTP
+# `make serve` on 127.0.0.1 works; they apply to the API as to the admin (APIHeadersMiddleware).
+# Behind a proxy that ends TLS, the server takes the scheme from the proxy's X-Forwarded-Proto
+# when the proxy's address is in FORWARDED_ALLOW_IPS (gunicorn's, read from the environment;
+# default 127.0.0.1), so Django sees https without SECURE_PROXY_SSL_HEADER, which would trust
+# that header from any client.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT")
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD")
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE")
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE")
+# A load balancer's health check may come over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -100,6 +116,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "gateway",
     "llm_models",
     "agents",
@@ -111,7 +128,6 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "gateway.middleware.RequestIdMiddleware",
-    "gateway.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -123,7 +139,7 @@ MIDDLEWARE = [
 # /api/ and /v1/ under ASGI (gateway/handlers.py): native async middleware only.
 API_MIDDLEWARE = [
     "gateway.middleware.RequestIdMiddleware",
-    "gateway.middleware.BodySizeLimitMiddleware",
+    "gateway.middleware.AllowedHostsMiddleware",
     "gateway.middleware.APIHeadersMiddleware",
 ]
 
@@ -181,9 +197,15 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-# Bodies above this answer 413 before anything reads them.
+# Bodies above this answer 413 before they are read (gateway.middleware.BodySizeLimit, in front
+# of Django's ASGI handler); Django's own limit stands behind it for other entry points.
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 4 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+# A request's head (its request line and headers) over this size or count, or slower than this to
+# arrive, is refused by the server itself (gateway/server.py), as a reverse proxy would.
+MAX_REQUEST_HEADER_BYTES = env_int("MAX_REQUEST_HEADER_BYTES", 64 * 1024)
+MAX_REQUEST_HEADERS = env_int("MAX_REQUEST_HEADERS", 100)
+REQUEST_HEADER_TIMEOUT_SECONDS = float(env("REQUEST_HEADER_TIMEOUT_SECONDS", "30"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -235,6 +257,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Dialogs, model catalog, agents, quotas and usage, and vendor-compatible endpoints.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from the gateway's own static files (drf-spectacular-sidecar), not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

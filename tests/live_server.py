@@ -2,10 +2,12 @@
 
 - `gateway_processes`: several server processes at once (PostgreSQL only: SQLite's test
   database lives in one process's memory).
+- `make_serve`: the production server as `make serve` starts it, on a database of its own.
 - `gateway_url` fixture: one server in a thread of the test process, on SQLite or PostgreSQL,
   for driving the gateway over HTTP with the vendors' own SDKs."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -63,6 +65,8 @@ def gateway_processes(count: int, *, redis: bool, env: dict | None = None):
                         "-m",
                         "uvicorn",
                         "gateway.asgi:application",
+                        "--http",
+                        "gateway.server:HttpProtocol",
                         "--host",
                         "127.0.0.1",
                         "--port",
@@ -88,20 +92,72 @@ def gateway_processes(count: int, *, redis: bool, env: dict | None = None):
                 process.kill()
 
 
+def make_serve_process(env: dict[str, str], folder: Path) -> tuple[subprocess.Popen, str]:
+    """Start `make serve` (in a process group of its own) with `env` over the test's environment, on
+    a SQLite file in `folder` and a per-process cache, one worker on a free port; its output goes to
+    `folder`/serve.log. Returns the process and the server's base URL."""
+    port = free_port()
+    base_env = {key: value for key, value in os.environ.items() if key not in {"DEBUG", "REDIS_URL"}}
+    base_env |= {"DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}", "WORKERS": "1", "PORT": str(port)}
+    with open(folder / "serve.log", "w") as log:
+        process = subprocess.Popen(
+            ["make", "--no-print-directory", "serve"],
+            cwd=ROOT,
+            env=base_env | env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return process, f"http://127.0.0.1:{port}"
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """Stop a process started in a session of its own, and everything it started."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+            process.wait(wait)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@contextmanager
+def make_serve(env: dict[str, str], folder: Path) -> Iterator[str]:
+    """`make serve` (see make_serve_process), once it answers /healthz: yields its base URL."""
+    process, url = make_serve_process(env, folder)
+    try:
+        deadline = time.monotonic() + 120  # migrations, then the worker loads the SDKs
+        while not _answers(f"{url}/healthz"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"make serve did not start:\n{(folder / 'serve.log').read_text()}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        stop_process_group(process)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def _wait_healthy(url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"gateway at {url} did not become healthy")
+    while not _answers(f"{url}/healthz"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gateway at {url} did not become healthy")
+        time.sleep(0.2)
 
 
 class ThreadedGateway:
-    """The gateway's ASGI app under uvicorn, in a background thread of the test process.
+    """The gateway's ASGI app under uvicorn (with the production server's HTTP protocol), in a
+    background thread of the test process.
 
     It shares the test's database (PostgreSQL, or SQLite's shared-cache in-memory test database,
     which every thread's connection sees), settings and cache, so a test can set things up with
@@ -113,11 +169,18 @@ class ThreadedGateway:
         import uvicorn
 
         from gateway.asgi import application
+        from gateway.server import HttpProtocol
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", access_log=False
+            application,
+            host="127.0.0.1",
+            port=self.port,
+            http=HttpProtocol,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="gateway-uvicorn", daemon=True)

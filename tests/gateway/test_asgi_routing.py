@@ -6,6 +6,8 @@ import json
 import urllib.error
 import urllib.request
 
+import pytest
+
 
 def fetch(url: str, *, data: bytes | None = None, headers: dict | None = None):
     request = urllib.request.Request(url, data=data, headers=headers or {})
@@ -47,3 +49,11 @@ def test_admin_pages_keep_sessions_csrf_and_frame_protection(live):
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert status == 403  # no CSRF token
+
+
+@pytest.mark.parametrize("path", ["/v1/models", "/api/me/", "/api/docs/", "/admin/login/", "/healthz"])
+def test_a_host_outside_allowed_hosts_is_a_json_400_on_both_chains(live, alice_key, path):
+    headers = {"Host": "gateway.attacker.example", "Authorization": f"Bearer {alice_key}"}
+    status, _, body = fetch(f"{live}{path}", headers=headers)
+    assert status == 400
+    assert json.loads(body)["error"]["type"] == "invalid_request"

@@ -1,6 +1,9 @@
 """GET /healthz, the OpenAPI schema and the Swagger UI."""
 
+import re
+
 import pytest
+from django.contrib.staticfiles import finders
 from django.core.management import call_command
 from drf_spectacular.drainage import GENERATOR_STATS
 
@@ -77,6 +80,18 @@ def test_the_swagger_ui_is_an_html_page(anon_client):
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")
     assert b"swagger" in response.content.lower()
+
+
+def test_the_swagger_ui_loads_only_the_gateways_own_static_files(anon_client, settings):
+    """It works without the internet, and no outside server can change what it runs."""
+    page = anon_client.get("/api/docs/").content.decode()
+
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert len(assets) >= 3  # its scripts and styles
+    for asset in assets:
+        assert asset.startswith(settings.STATIC_URL), asset
+        assert finders.find(asset.removeprefix(settings.STATIC_URL)), asset
+    assert "://" not in page
 
 
 def test_the_schema_generates_without_warnings_and_validates(tmp_path, capsys):

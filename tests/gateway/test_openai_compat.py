@@ -208,6 +208,20 @@ def test_a_model_is_retrieved_by_its_name_and_a_disabled_one_is_not_found(sdk):
     assert caught.value.code == "model_not_found"
 
 
+@pytest.mark.parametrize("method", ["TRACE", "POST", "PUT", "DELETE"])
+@pytest.mark.parametrize("path", ["/v1/models", "/v1/models/gpt-4-turbo"])
+def test_the_models_answer_any_method_but_get_with_a_405_in_the_callers_format(live, alice_key, path, method):
+    auth = {"Authorization": f"Bearer {alice_key}"}
+
+    openai_style = httpx.request(method, f"{live}{path}", headers=auth, timeout=10)
+    anthropic_style = httpx.request(method, f"{live}{path}", headers=auth | {"anthropic-version": "2023-06-01"})
+
+    assert (openai_style.status_code, anthropic_style.status_code) == (405, 405)
+    assert openai_style.headers["Allow"] == anthropic_style.headers["Allow"] == "GET"
+    assert openai_style.json()["error"]["code"] == "method_not_allowed"
+    assert anthropic_style.json()["type"] == "error"
+
+
 def test_an_unknown_model_is_not_found(sdk, fake_openai):
     with pytest.raises(openai.NotFoundError) as caught:
         sdk.chat.completions.create(model="gpt-17", messages=HELLO)
