@@ -1,5 +1,6 @@
 from django.contrib.auth.models import User
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from billing.models import APIKey, Quota
@@ -11,6 +12,15 @@ from llm_models.serializers import ModelField
 BIGINT_MAX = 2**63 - 1
 
 
+@extend_schema_field({"type": "string", "format": "decimal", "pattern": r"^\d{0,8}(?:\.\d{0,6})?$", "nullable": True})
+class UsdLimitField(serializers.DecimalField):
+    """A budget in USD: never negative (the schema says so too; drf-spectacular's pattern for a
+    decimal would allow a sign)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_digits=14, decimal_places=6, min_value=0, required=False, allow_null=True, **kwargs)
+
+
 class QuotaSerializer(serializers.ModelSerializer):
     remaining_tokens = serializers.SerializerMethodField()
     remaining_usd = serializers.SerializerMethodField()
@@ -18,7 +28,7 @@ class QuotaSerializer(serializers.ModelSerializer):
     used_usd = serializers.DecimalField(max_digits=18, decimal_places=8, read_only=True)
     reserved_usd = serializers.DecimalField(max_digits=18, decimal_places=8, read_only=True)
     token_limit = serializers.IntegerField(min_value=0, max_value=BIGINT_MAX, required=False, allow_null=True)
-    usd_limit = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=0, required=False, allow_null=True)
+    usd_limit = UsdLimitField()
     user: "serializers.SlugRelatedField[User]" = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
@@ -74,7 +84,7 @@ class DateRangeSerializer(serializers.Serializer):
 class APIKeySerializer(serializers.ModelSerializer):
     allowed_models = ModelField(many=True, required=False, queryset=LLMModel.objects.all())
     token_limit = serializers.IntegerField(min_value=0, max_value=BIGINT_MAX, required=False, allow_null=True)
-    usd_limit = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=0, required=False, allow_null=True)
+    usd_limit = UsdLimitField()
     active = serializers.BooleanField(source="is_active", read_only=True)
 
     class Meta:

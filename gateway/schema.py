@@ -54,7 +54,11 @@ MESSAGE_CREATE = {
     "properties": {
         "content": {
             "description": "Text, or a list of parts: {type: text, text} and {type: image_url, image_url: {url}}.",
-            "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}],
+            "oneOf": [
+                # Text that is not blank.
+                {"type": "string", "minLength": 1, "maxLength": 1_000_000, "pattern": "\\S"},
+                {"type": "array", "minItems": 1, "items": {"type": "object"}},
+            ],
         },
         "stream": {"type": "boolean", "default": False},
         "max_tokens": {"type": "integer", "minimum": 1, "nullable": True},

@@ -53,3 +53,13 @@ def test_the_api_keeps_to_its_schema_for_a_user(seeded, alice, fake_openai, fake
     make_key(alice)
     failures = _fuzz(alice)
     assert not failures, "\n\n".join(failures)
+
+
+def test_the_api_keeps_to_its_schema_for_staff(
+    seeded, staff, alice, fake_openai, fake_anthropic, fast_provider_settings
+):
+    make_agent(alice, model="gpt-4-turbo")
+    make_dialog(staff, model="gpt-4-turbo")
+    make_key(staff)
+    failures = _fuzz(staff)
+    assert not failures, "\n\n".join(failures)
