@@ -14,6 +14,7 @@ import re
 import socket
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -92,6 +93,9 @@ class FakeVendor:
         self._queue: deque[Reply] = deque()
         self.requests: list[Received] = []
         self.record = True  # False for long benchmark runs: the log would only grow
+        # Called (in the fake's thread) as each request arrives, before it is answered: a test
+        # breaks something the gateway needs right after it let the request through.
+        self.on_request: Callable[[], None] | None = None
         self._count = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -118,6 +122,7 @@ class FakeVendor:
             self._default = Reply()
             self._queue.clear()
             self.requests = []
+            self.on_request = None
 
     @property
     def last(self) -> Received:
@@ -193,6 +198,8 @@ class FakeVendor:
         except ValueError:
             payload = None
         reply, request_id = self._next(scope["path"], scope["method"], headers, payload)
+        if self.on_request is not None:
+            self.on_request()
         if reply.first_byte_delay and await pause(receive, reply.first_byte_delay):
             return  # the client gave up (timed out): nothing left to answer
         exchange = Exchange(scope, receive, send, reply, request_id, payload, headers, self)
