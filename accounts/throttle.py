@@ -2,18 +2,20 @@
 slow: past the limit a sign-in is refused (429 with Retry-After) until the window ends, even
 with the right password, which is never checked meanwhile.
 
-Counters live in the cache: with REDIS_URL set they are Redis keys shared by every server
-process; without it each process counts its own. Fixed windows (as billing.ratelimit's): simple,
-at most twice the limit across a window boundary, and never a lock that outlasts its window.
+Counters live in the cache (common.counters): with REDIS_URL set they are Redis keys shared by
+every server process; without it, or while it fails, each process counts its own. Fixed windows
+(as billing.ratelimit's): simple, at most twice the limit across a window boundary, and never a
+lock that outlasts its window.
 """
 
 import hashlib
 import time
 
 from django.conf import settings
-from django.core.cache import cache
 from django.http import HttpRequest
 from rest_framework.exceptions import Throttled
+
+from common.counters import counter_add, counter_values
 
 clock = time.time  # tests move it past a window
 
@@ -47,8 +49,8 @@ def _counters(request: HttpRequest | None, username: str) -> list[tuple[str, int
 def sign_in_check(*, request: HttpRequest | None, username: str) -> None:
     """Raise SignInThrottled if the account or the address has failed too often this window."""
     counters = _counters(request, username)
-    counts = cache.get_many([key for key, _ in counters])
-    if any(counts.get(key, 0) >= limit for key, limit in counters):
+    counts = counter_values([key for key, _ in counters])
+    if any(counts[key] >= limit for key, limit in counters):
         _, retry_after = _window()
         raise SignInThrottled(retry_after)
 
@@ -56,8 +58,4 @@ def sign_in_check(*, request: HttpRequest | None, username: str) -> None:
 def sign_in_failed(*, request: HttpRequest | None, username: str) -> None:
     for key, _ in _counters(request, username):
         # A key lives a window past its own, then goes.
-        if not cache.add(key, 1, 2 * settings.SIGN_IN_WINDOW_SECONDS):
-            try:
-                cache.incr(key)
-            except ValueError:  # expired between the two calls
-                cache.add(key, 1, 2 * settings.SIGN_IN_WINDOW_SECONDS)
+        counter_add(key, 1, ttl=2 * settings.SIGN_IN_WINDOW_SECONDS)

@@ -1,15 +1,15 @@
 """Requests and tokens per minute, per user (and per API key).
 
-Counters live in the cache: with REDIS_URL set they are Redis keys shared by every server
-process (INCR is atomic, keys expire with their minute); without Redis they are per process,
-so each process allows the full rate. Fixed one-minute windows: simple, and at most twice the
-rate across a window boundary, which is what per-minute limits are for.
+Counters live in the cache (common.counters): with REDIS_URL set they are Redis keys shared by
+every server process (INCR is atomic, keys expire with their minute); without Redis, or while it
+fails, they are per process, so each process allows the full rate. Fixed one-minute windows:
+simple, and at most twice the rate across a window boundary, which is what per-minute limits
+are for.
 """
 
 import time
 
-from django.core.cache import cache
-
+from common.counters import counter_add, counter_values
 from common.errors import GatewayError
 
 
@@ -28,13 +28,7 @@ def _window() -> tuple[int, int]:
 
 
 def _add(key: str, amount: int) -> int:
-    # One round trip in the common case: the window's key exists after its first request.
-    try:
-        return cache.incr(key, amount)
-    except ValueError:  # the window's first request (or its key just expired)
-        if cache.add(key, amount, 120):
-            return amount
-        return cache.incr(key, amount)  # another request made it in between
+    return counter_add(key, amount, ttl=120)
 
 
 def _refusal(limit: int, unit: str, retry_after: int) -> RateLimited:
@@ -59,7 +53,7 @@ def rate_limit_tokens(*, subject: str, tokens_per_minute: int | None, tokens: in
     if tokens_per_minute:
         minute, retry_after = _window()
         key = f"rl:tok:{subject}:{minute}"
-        used = cache.get(key, 0)
+        used = counter_values([key])[key]
         if used + tokens > tokens_per_minute and used > 0:
             raise _refusal(tokens_per_minute, "tokens", retry_after)
         _add(key, tokens)

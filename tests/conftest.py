@@ -6,6 +6,7 @@ from django.core.cache import cache
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from common import counters
 from llm_models import catalog
 from tests import factories
 
@@ -26,6 +27,7 @@ def _clear_cache():
     cache.clear()
     # The catalog's per-process copy of the models would outlive the test's rows (and their ids).
     catalog.forget()
+    counters.counters_forget()
     yield
     cache.clear()
 

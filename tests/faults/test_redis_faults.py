@@ -1,20 +1,35 @@
-"""Redis failing under the live gateway. Redis is optional (it holds the rate-limit and sign-in
-counters): no request fails for it, no reply goes unbilled or is billed twice."""
+"""Redis failing under the live gateway: killed, hung, restarted. Redis is optional: it holds the
+rate-limit and sign-in counters, which fall back to each process's memory while it fails
+(common.counters), so no request fails for it, no reply goes unbilled or is billed twice, and
+the gateway goes back to Redis by itself when it answers again."""
 
 import httpx2 as httpx
 import pytest
+from django.core.cache import cache
 
 from billing.models import Quota, Reservation, UsageRecord
+from common import counters
 from dialogs.models import Message
-from tests.factories import make_dialog, make_key, set_quota
+from tests.factories import make_dialog, make_key, password_for, set_quota
 
 REQUESTS_PER_MINUTE = 5
+NOW = 1_800_000_010.0
+USER_REQUESTS = f"rl:req:user:{{}}:{int(NOW // 60)}"  # alice's requests this minute, by her id
 
 
 @pytest.fixture(autouse=True)
-def _same_minute(monkeypatch):
-    """Every request of a test falls in one rate-limit window."""
-    monkeypatch.setattr("billing.ratelimit.clock", lambda: 1_800_000_010.0)
+def _same_window(monkeypatch):
+    """Every request of a test falls in one rate-limit window and one sign-in window."""
+    monkeypatch.setattr("billing.ratelimit.clock", lambda: NOW)
+    monkeypatch.setattr("accounts.throttle.clock", lambda: NOW)
+
+
+@pytest.fixture
+def now(monkeypatch) -> list[float]:
+    """The counters' clock: now[0] += counters.BREAK_SECONDS ends a break."""
+    moment = [1000.0]
+    monkeypatch.setattr(counters, "clock", lambda: moment[0])
+    return moment
 
 
 @pytest.fixture
@@ -85,3 +100,80 @@ def test_redis_dying_while_the_vendor_answers_still_delivers_the_billed_reply(
     assert UsageRecord.objects.get(user=alice).completion_tokens == 60
     if endpoint == "dialog":
         assert Message.objects.filter(role="assistant").count() == 1
+
+
+def warnings_logged(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name == "common.counters"]
+
+
+def test_with_redis_down_requests_are_served_and_rate_limited_in_memory(
+    gateway, key, alice, throwaway_redis, caplog, now
+):
+    throwaway_redis.kill()
+
+    for send, ok in ENDPOINTS.values():
+        assert send(gateway, key).status_code == ok
+    assert chat(gateway, key).status_code == 200
+    assert chat(gateway, key).status_code == 200  # the fifth request this minute
+    refused = chat(gateway, key)
+
+    assert refused.status_code == 429 and refused.headers["Retry-After"]
+    assert_the_books_balance(alice, replies=5)
+    [warning] = warnings_logged(caplog)  # once per break, not once per request
+    assert "ConnectionError" in warning
+    assert healthz(gateway) == (
+        200,
+        {"status": "degraded", "checks": {"database": "ok", "redis": "down: ConnectionError"}},
+    )
+
+
+def test_the_gateway_goes_back_to_redis_by_itself_when_it_answers_again(
+    gateway, key, alice, throwaway_redis, caplog, now
+):
+    throwaway_redis.kill()
+    assert chat(gateway, key).status_code == 200  # counted in memory
+    throwaway_redis.start()  # on the same port, empty
+    assert healthz(gateway) == (200, {"status": "ok", "checks": {"database": "ok", "redis": "ok"}})
+
+    now[0] += counters.BREAK_SECONDS
+    assert chat(gateway, key).status_code == 200
+
+    assert cache.get(USER_REQUESTS.format(alice.pk)) == 1  # counted in Redis again
+    assert "answers again" in warnings_logged(caplog)[-1]
+    assert_the_books_balance(alice, replies=2)
+
+
+def test_a_hung_redis_holds_up_one_request_per_break_not_every_request(
+    gateway, key, alice, throwaway_redis, caplog, now
+):
+    assert chat(gateway, key).status_code == 200
+    throwaway_redis.pause()  # connections are accepted, nothing answers: a socket timeout
+
+    for send, ok in ENDPOINTS.values():
+        assert send(gateway, key).status_code == ok
+
+    [warning] = warnings_logged(caplog)  # only the first request waited for Redis
+    assert "TimeoutError" in warning
+    assert healthz(gateway) == (
+        200,
+        {"status": "degraded", "checks": {"database": "ok", "redis": "down: TimeoutError"}},
+    )
+    throwaway_redis.resume()
+    now[0] += counters.BREAK_SECONDS
+    assert chat(gateway, key).status_code == 200
+    assert cache.get(USER_REQUESTS.format(alice.pk)) == 2  # the first request and this one
+    assert_the_books_balance(alice, replies=5)
+
+
+def test_with_redis_down_sign_ins_are_still_throttled_in_memory(gateway, alice, throwaway_redis, now):
+    throwaway_redis.kill()
+
+    def sign_in(password: str) -> httpx.Response:
+        body = {"username": "alice", "password": password}
+        return httpx.post(f"{gateway}/api/auth/token/", json=body, timeout=30)
+
+    assert sign_in(password_for("alice")).status_code == 200
+    for _ in range(10):
+        assert sign_in("a-guess").status_code == 401
+    refused = sign_in(password_for("alice"))
+    assert refused.status_code == 429 and refused.headers["Retry-After"]
