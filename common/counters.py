@@ -6,12 +6,15 @@ Redis is optional, and a counter is never worth a failed request: when the cache
 counters fall back to this process's memory (each process then counts on its own, as without
 Redis) and the cache is left alone for BREAK_SECONDS, so that requests meanwhile do not each wait
 for a connect timeout. The first counter after the break tries the cache again: the gateway goes
-back to Redis by itself when it answers. One warning is logged per break, not one per request.
+back to Redis by itself when it answers. One warning is logged per break, not one per request,
+and one line when Redis answers again.
+
 What the memory counted during a break is not carried over to Redis: a window that spans the
 outage may allow up to twice its limit, as across a window boundary.
 """
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -30,6 +33,7 @@ CACHE_ERRORS = (RedisError, OSError)
 clock = time.monotonic  # tests move it past a break
 _memory = LocMemCache("common.counters", {"OPTIONS": {"MAX_ENTRIES": 100_000}})
 _broken_until: float | None = None  # while the cache is left alone; None: it is in use
+_lock = threading.Lock()  # requests failing together start one break, with one warning
 
 T = TypeVar("T")
 
@@ -42,17 +46,22 @@ def _counted(operation: Callable[[BaseCache], T]) -> T:
     try:
         result = operation(cache)
     except CACHE_ERRORS as exc:
-        _broken_until = clock() + BREAK_SECONDS
-        logger.warning(
-            "The cache (Redis) failed (%s): rate limits and sign-in throttling count in each process's memory; "
-            "trying the cache again in %s s.",
-            type(exc).__name__,
-            BREAK_SECONDS,
-        )
+        with _lock:
+            starts_a_break = _broken_until is None or clock() >= _broken_until
+            _broken_until = clock() + BREAK_SECONDS
+        if starts_a_break:
+            logger.warning(
+                "The cache (Redis) failed (%s): rate limits and sign-in throttling count in each process's "
+                "memory; trying the cache again in %s s.",
+                type(exc).__name__,
+                BREAK_SECONDS,
+            )
         return operation(_memory)
     if _broken_until is not None:
-        _broken_until = None
-        logger.warning("The cache (Redis) answers again: rate limits and sign-in throttling count in it.")
+        with _lock:
+            ends_a_break, _broken_until = _broken_until is not None, None
+        if ends_a_break:
+            logger.info("The cache (Redis) answers again: rate limits and sign-in throttling count in it.")
     return result
 
 

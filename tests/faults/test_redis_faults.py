@@ -102,7 +102,7 @@ def test_redis_dying_while_the_vendor_answers_still_delivers_the_billed_reply(
         assert Message.objects.filter(role="assistant").count() == 1
 
 
-def warnings_logged(caplog) -> list[str]:
+def counters_logged(caplog) -> list[str]:
     return [record.getMessage() for record in caplog.records if record.name == "common.counters"]
 
 
@@ -119,7 +119,7 @@ def test_with_redis_down_requests_are_served_and_rate_limited_in_memory(
 
     assert refused.status_code == 429 and refused.headers["Retry-After"]
     assert_the_books_balance(alice, replies=5)
-    [warning] = warnings_logged(caplog)  # once per break, not once per request
+    [warning] = counters_logged(caplog)  # once per break, not once per request
     assert "ConnectionError" in warning
     assert healthz(gateway) == (
         200,
@@ -139,7 +139,7 @@ def test_the_gateway_goes_back_to_redis_by_itself_when_it_answers_again(
     assert chat(gateway, key).status_code == 200
 
     assert cache.get(USER_REQUESTS.format(alice.pk)) == 1  # counted in Redis again
-    assert "answers again" in warnings_logged(caplog)[-1]
+    assert "answers again" in counters_logged(caplog)[-1]
     assert_the_books_balance(alice, replies=2)
 
 
@@ -152,7 +152,7 @@ def test_a_hung_redis_holds_up_one_request_per_break_not_every_request(
     for send, ok in ENDPOINTS.values():
         assert send(gateway, key).status_code == ok
 
-    [warning] = warnings_logged(caplog)  # only the first request waited for Redis
+    [warning] = counters_logged(caplog)  # only the first request waited for Redis
     assert "TimeoutError" in warning
     assert healthz(gateway) == (
         200,
