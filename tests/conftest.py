@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 from llm_models import catalog
 from tests import factories
 
-pytest_plugins = ["tests.fakes.fixtures", "tests.live_server"]
+pytest_plugins = ["tests.fakes.fixtures", "tests.live_server", "tests.faults.postgres"]
 
 
 def pytest_configure(config):
