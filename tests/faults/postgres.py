@@ -147,4 +147,6 @@ def gateway_on_throwaway(throwaway_postgres, fake_openai_server, tmp_path_factor
             text=True,
         )
         rows = json.loads(made.stdout.strip().splitlines()[-1])
-        yield ServedGateway(url, throwaway_postgres, fake_openai_server, spool, rows["key"], rows["user"], rows["dialog"])
+        yield ServedGateway(
+            url, throwaway_postgres, fake_openai_server, spool, rows["key"], rows["user"], rows["dialog"]
+        )

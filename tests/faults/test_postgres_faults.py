@@ -116,9 +116,11 @@ def test_a_database_outage_mid_request_delivers_every_reply_and_bills_it_once(ga
         dialog = pool.submit(dialog_message, gateway)
         wait_for(lambda: len(gateway.vendor.requests) == 7, "every request reached the vendor")
         gateway.database.stop()
-        answers = [call.result() for call in calls]
-        dialog_answer = dialog.result()
-    gateway.database.start()
+        try:
+            answers = [call.result() for call in calls]
+            dialog_answer = dialog.result()
+        finally:
+            gateway.database.start()
 
     # Every client got the vendor's whole answer, and its usage.
     for answer in answers:
