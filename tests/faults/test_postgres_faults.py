@@ -69,6 +69,22 @@ def dialog_message(gateway: ServedGateway) -> Answer:
     return Answer(response.status_code, data["assistant_message"]["content"], None, data)
 
 
+def dialog_stream(gateway: ServedGateway) -> Answer:
+    """The streamed deltas' text, and the last event's data (an error's, or `done`'s)."""
+    headers = {"Authorization": f"Bearer {gateway.key}"}
+    text, event, last = "", "", None
+    with httpx.Client(base_url=gateway.url, headers=headers, timeout=120) as client:
+        body = {"content": "Count to eight.", "stream": True}
+        with client.stream("POST", f"/api/dialogs/{gateway.dialog}/messages/", json=body) as response:
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    last = {event: json.loads(line[6:])}
+                    text += last.get("delta", {}).get("text", "")
+    return Answer(response.status_code, text, None, last)
+
+
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -109,16 +125,18 @@ def test_a_database_outage_mid_request_delivers_every_reply_and_bills_it_once(ga
     gateway = gateway_on_throwaway
     gateway.vendor.reset()
     # Every request is admitted and at the vendor when the database stops; the replies come after.
-    gateway.vendor.configure(text=REPLY, first_byte_delay=1.0, chunk_delay=0.1)
+    gateway.vendor.configure(text=REPLY, first_byte_delay=2.0, chunk_delay=0.1)
     billed_before = len(assert_the_books_balance(gateway))
     with ThreadPoolExecutor(8) as pool:
         calls = [pool.submit(chat, gateway, stream=stream) for stream in (True, False) * 3]
         dialog = pool.submit(dialog_message, gateway)
-        wait_for(lambda: len(gateway.vendor.requests) == 7, "every request reached the vendor")
+        streamed_dialog = pool.submit(dialog_stream, gateway)
+        wait_for(lambda: len(gateway.vendor.requests) == 8, "every request reached the vendor")
         gateway.database.stop()
         try:
             answers = [call.result() for call in calls]
             dialog_answer = dialog.result()
+            streamed_dialog_answer = streamed_dialog.result()
         finally:
             gateway.database.start()
 
@@ -126,18 +144,21 @@ def test_a_database_outage_mid_request_delivers_every_reply_and_bills_it_once(ga
     for answer in answers:
         assert (answer.status, answer.text, answer.total_tokens is not None) == (200, REPLY, True), answer
         assert answer.body is None or "error" not in answer.body
-    # The dialog's reply could not be saved: a clear error that carries it.
+    # A dialog's reply could not be saved: a clear error that carries it (after the deltas).
     assert dialog_answer.status == 503
     assert dialog_answer.body["error"]["type"] == "reply_not_saved"
     assert dialog_answer.body["error"]["reply"] == REPLY
+    assert streamed_dialog_answer.text == REPLY
+    assert streamed_dialog_answer.body["error"]["error"]["type"] == "reply_not_saved"
+    assert streamed_dialog_answer.body["error"]["error"]["reply"] == REPLY
 
     wait_for(lambda: spool_empty(gateway), "the spool was applied")
     records = assert_the_books_balance(gateway)[billed_before:]
     assert sorted(total for endpoint, total, *_ in records if endpoint == "openai") == sorted(
         answer.total_tokens for answer in answers
     )
-    # The dialog's reply is billed once, without a message to link to.
-    assert [(record[0], record[4]) for record in records if record[0] == "dialogs"] == [("dialogs", None)]
+    # Each dialog's reply is billed once, without a message to link to.
+    assert [(record[0], record[4]) for record in records if record[0] == "dialogs"] == [("dialogs", None)] * 2
 
 
 def test_the_requests_after_a_database_restart_succeed(gateway_on_throwaway):
