@@ -36,6 +36,14 @@ def _binaries() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
 class ThrowawayPostgres:
     def __init__(self, folder: Path, binaries: Path):
         self.folder = folder
@@ -85,6 +93,8 @@ def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
     binaries = _binaries()
     if binaries is None:
         pytest.skip("needs the PostgreSQL server binaries (/usr/lib/postgresql/*/bin)")
+    if os.geteuid() == 0 and not _has_user("postgres"):
+        pytest.skip("runs as root: needs a `postgres` OS user to run PostgreSQL as")
     folder = Path(tempfile.mkdtemp(prefix="gateway-pg-"))
     cluster = ThrowawayPostgres(folder, binaries).create()
     try:
