@@ -184,6 +184,9 @@ class UsageRecord(models.Model):
         max_length=40, blank=True, db_index=True, help_text="The gateway's id, returned to the client in x-request-id."
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The settlement's own id: a settlement applied twice (retried after a lost reply, replayed
+    # from the spool after a crash) finds its record here and bills nothing more.
+    settlement = models.UUIDField(null=True, blank=True, unique=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -1,6 +1,10 @@
 """Settlement: bill what a call actually used, however it ended, and give back the rest of its
-reservation. One statement on PostgreSQL (billing.sql); call it through common.db.db_phase."""
+reservation. One statement on PostgreSQL (billing.sql); call it through common.db.db_phase.
 
+Each settlement has its own id (UsageRecord.settlement): applied twice, it bills once. One the
+database cannot take is spooled (billing.spool) and applied when it is back."""
+
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -24,6 +28,52 @@ class Settlement:
     cost: Decimal
 
 
+def new_settlement_id() -> str:
+    return uuid.uuid4().hex
+
+
+def settlement_params(
+    *,
+    reservation: Reservation,
+    user: User,
+    model: LLMModel,
+    usage: Usage,
+    status: str,
+    settlement: str,
+    request_id: str = "",
+    gateway_request_id: str = "",
+    endpoint: str = Endpoint.DIALOGS,
+    dialog: models.Model | None = None,
+    message: models.Model | None = None,
+) -> SettleParams:
+    """What a settlement writes, priced and dated now, without touching the database."""
+    cost = model.cost(
+        usage.prompt_tokens, usage.completion_tokens, cached=usage.cached_tokens, cache_written=usage.cache_write_tokens
+    )
+    now = timezone.now()
+    return SettleParams(
+        reservation=reservation.pk,
+        user=user.pk,
+        key=reservation.api_key_id,
+        dialog=dialog.pk if dialog else None,
+        message=message.pk if message else None,
+        model=model.pk,
+        model_name=model.name,
+        endpoint=endpoint,
+        prompt=usage.prompt_tokens,
+        completion=usage.completion_tokens,
+        cached=usage.cached_tokens,
+        cache_written=usage.cache_write_tokens,
+        cost=cost,
+        status=status,
+        request_id=request_id[:200],
+        gateway_request_id=gateway_request_id[:40],
+        now=now,
+        day=now.date(),
+        settlement=settlement,
+    )
+
+
 def usage_settle(
     *,
     reservation: Reservation,
@@ -31,6 +81,7 @@ def usage_settle(
     model: LLMModel,
     usage: Usage,
     status: str,
+    settlement: str | None = None,
     request_id: str = "",
     gateway_request_id: str = "",
     endpoint: str = Endpoint.DIALOGS,
@@ -38,34 +89,23 @@ def usage_settle(
     message: models.Model | None = None,
 ) -> Settlement:
     """Bill the actual usage: a usage record, the daily aggregate, and the quota (and the key)
-    moved from reserved to used. Zero tokens (a vendor error) simply releases the reservation."""
-    cost = model.cost(
-        usage.prompt_tokens, usage.completion_tokens, cached=usage.cached_tokens, cache_written=usage.cache_write_tokens
+    moved from reserved to used. Zero tokens (a vendor error) simply releases the reservation.
+    A settlement whose id was applied already changes nothing."""
+    params = settlement_params(
+        reservation=reservation,
+        user=user,
+        model=model,
+        usage=usage,
+        status=status,
+        settlement=settlement or new_settlement_id(),
+        request_id=request_id,
+        gateway_request_id=gateway_request_id,
+        endpoint=endpoint,
+        dialog=dialog,
+        message=message,
     )
-    now = timezone.now()
-    statements().settle(
-        SettleParams(
-            reservation=reservation.pk,
-            user=user.pk,
-            key=reservation.api_key_id,
-            dialog=dialog.pk if dialog else None,
-            message=message.pk if message else None,
-            model=model.pk,
-            model_name=model.name,
-            endpoint=endpoint,
-            prompt=usage.prompt_tokens,
-            completion=usage.completion_tokens,
-            cached=usage.cached_tokens,
-            cache_written=usage.cache_write_tokens,
-            cost=cost,
-            status=status,
-            request_id=request_id[:200],
-            gateway_request_id=gateway_request_id[:40],
-            now=now,
-            day=now.date(),
-        )
-    )
-    return Settlement(usage.prompt_tokens, usage.completion_tokens, cost)
+    statements().settle(params)
+    return Settlement(usage.prompt_tokens, usage.completion_tokens, params.cost)
 
 
 def billed_usage(admission: Admission, *, usage: Usage | None = None, text: str = "") -> Usage:
@@ -83,6 +123,7 @@ def completion_settle(
     *,
     admission: Admission,
     status: str,
+    settlement: str,
     usage: Usage | None = None,
     text: str = "",
     request_id: str = "",
@@ -93,12 +134,13 @@ def completion_settle(
 ) -> Settlement:
     """Bill the call (billed_usage): the reservation given back, the actual usage recorded."""
     billed = billed_usage(admission, usage=usage, text=text)
-    settlement = usage_settle(
+    settled = usage_settle(
         reservation=admission.reservation,
         user=admission.user,
         model=admission.model,
         usage=billed,
         status=status,
+        settlement=settlement,
         request_id=request_id,
         gateway_request_id=gateway_request_id,
         endpoint=endpoint,
@@ -120,4 +162,4 @@ def completion_settle(
             rate_limit_add_tokens(subject=subject, tokens=unseen)
 
         transaction.on_commit(count_unseen, robust=True)
-    return settlement
+    return settled

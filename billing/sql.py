@@ -106,17 +106,19 @@ _NEW_USAGE_RECORD = """
                          {usage.model_name}, {usage.endpoint}, {usage.prompt_tokens}, {usage.completion_tokens},
                          {usage.cached_tokens}, {usage.cache_write_tokens},
                          {usage.cost}, {usage.status}, {usage.request_id}, {usage.gateway_request_id},
-                         {usage.created_at})
+                         {usage.created_at}, {usage.settlement})
     VALUES (%(user)s,
             (SELECT {key.id} FROM {key} WHERE {key.id} = %(key)s),  -- the key may be deleted by now
             %(dialog)s, %(message)s, %(model)s, %(model_name)s, %(endpoint)s, %(prompt)s, %(completion)s,
             %(cached)s, %(cache_written)s,
-            %(cost)s, %(status)s, %(request_id)s, %(gateway_request_id)s, %(now)s)
+            %(cost)s, %(status)s, %(request_id)s, %(gateway_request_id)s, %(now)s, %(settlement)s)
+    ON CONFLICT ({usage.settlement}) DO NOTHING  -- settled already: nothing more is billed
 """
+# `{only_if}`: where the settlement's record was new (PostgreSQL: FROM the step that inserted it).
 _DAY_ADD = """
     INSERT INTO {day} ({day.user}, {day.model_name}, {day.day}, {day.requests}, {day.prompt_tokens},
                        {day.completion_tokens}, {day.cost})
-    VALUES (%(user)s, %(model_name)s, %(day)s, 1, %(prompt)s, %(completion)s, %(cost)s)
+    SELECT %(user)s, %(model_name)s, %(day)s, 1, %(prompt)s, %(completion)s, %(cost)s {only_if}
     ON CONFLICT ({day.user}, {day.day}, {day.model_name}) DO UPDATE
        SET {day.requests} = {day}.{day.requests} + 1,
            {day.prompt_tokens} = {day}.{day.prompt_tokens} + EXCLUDED.{day.prompt_tokens},
@@ -182,6 +184,7 @@ class SettleParams:
     gateway_request_id: str
     now: datetime
     day: date
+    settlement: str  # its unique id (hex), UsageRecord.settlement
 
 
 class Statements:
@@ -284,40 +287,46 @@ class PostgreSQLStatements(Statements):
     @functools.cached_property
     def _settle(self) -> str:
         # Each step waits for the ones before it (the FROM of a count over them), so the rows are
-        # locked in the one order: the day's, the key's, the quota's.
+        # locked in the one order: the day's, the key's, the quota's. Every step after the usage
+        # record's is FROM it: a settlement already applied (its record there) changes nothing.
         return _render(
             """
-            WITH released AS (
-                DELETE FROM {reservation} WHERE {reservation.id} = %(reservation)s
+            WITH record AS (
+                {new_usage_record} RETURNING 1
+            ), released AS (
+                DELETE FROM {reservation} USING record WHERE {reservation.id} = %(reservation)s
                 RETURNING {reservation.tokens} AS tokens, {reservation.cost} AS cost
             ), given_back AS (
                 SELECT COALESCE(SUM(tokens), 0) AS tokens, COALESCE(SUM(cost), 0) AS cost FROM released
-            ), record AS (
-                {new_usage_record}
             ), day_added AS (
                 {day_add} RETURNING 1
             ), key_settled AS (
                 UPDATE {key} SET {key_move}
-                  FROM given_back, (SELECT count(*) FROM day_added) AS after_day
+                  FROM record, given_back, (SELECT count(*) FROM day_added) AS after_day
                  WHERE {key}.{key.id} = %(key)s
                 RETURNING 1
             )
             -- After the day's row and the key's, also when there is no key (key_settled is then
             -- planned away, and with it its wait for the day's row).
             UPDATE {quota} SET {quota_move}
-              FROM given_back, (SELECT count(*) FROM day_added) AS after_day,
+              FROM record, given_back, (SELECT count(*) FROM day_added) AS after_day,
                    (SELECT count(*) FROM key_settled) AS after_key
              WHERE {quota}.{quota.user} = %(user)s
             """,
             new_usage_record=_render(_NEW_USAGE_RECORD),
-            day_add=_render(_DAY_ADD),
+            day_add=_render(_DAY_ADD, only_if="FROM record"),
             key_move=_render(_move_to_used("key", held_tokens="given_back.tokens", held_cost="given_back.cost")),
             quota_move=_render(_move_to_used("quota", held_tokens="given_back.tokens", held_cost="given_back.cost")),
         )
 
     def settle(self, params: SettleParams) -> None:
         used = {"used_tokens": params.prompt + params.completion}
-        self._execute(self._settle, vars(params) | used)
+        self._execute(self._settle, vars(params) | used | {"settlement": _settlement_value(params)})
+
+
+def _settlement_value(params: SettleParams) -> Any:
+    """The settlement's id as this database stores a UUID."""
+    return UsageRecord._meta.get_field("settlement").get_db_prep_value(params.settlement, connection)
 
 
 class _Refused(Exception):
@@ -393,14 +402,16 @@ class SQLiteStatements(Statements):
 
     @functools.cached_property
     def _day_add(self) -> str:
-        return _render(_DAY_ADD)
+        return _render(_DAY_ADD, only_if="WHERE true")  # (SQLite reads ON CONFLICT after a bare SELECT as a join)
 
     def settle(self, params: SettleParams) -> None:
         values = vars(params) | {"used_tokens": params.prompt + params.completion}
+        values["settlement"] = _settlement_value(params)
         with transaction.atomic(savepoint=False):
+            if not self._execute(self._new_usage_record, values):
+                return  # settled already
             released = self._execute(self._release_returning, values)
             held_tokens, held_cost = released[0] if released else (0, Decimal(0))
-            self._execute(self._new_usage_record, values)
             # Last, the rows every request of the user needs, in the one order: the day's, the
             # key's, the quota's.
             self._execute(self._day_add, values)

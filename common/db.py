@@ -14,6 +14,17 @@ logger = logging.getLogger(__name__)
 _slots: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = weakref.WeakKeyDictionary()
 
 
+class DatabaseUnavailable(GatewayError):
+    """The database is down or, despite the slots, no connection came in time: the client may
+    retry; a 500 would say the gateway is broken."""
+
+    status = 503
+    type = "service_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("The database is busy or unavailable; retry shortly.", headers={"Retry-After": "1"})
+
+
 def _pool_size() -> int:
     pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
     return pool["max_size"] if isinstance(pool, dict) else 20
@@ -46,14 +57,7 @@ async def db_phase(fn, /, *args, **kwargs):
             return fn(*args, **kwargs)
         except OperationalError as exc:
             logger.warning("A database phase failed: %s", exc)
-            # The database is down or, despite the slots, no connection came in time: the
-            # client may retry; a 500 would say the gateway is broken.
-            raise GatewayError(
-                "The database is busy or unavailable; retry shortly.",
-                status=503,
-                type="service_unavailable",
-                headers={"Retry-After": "1"},
-            ) from exc
+            raise DatabaseUnavailable() from exc
         finally:
             if not connection.in_atomic_block:
                 connection.close()

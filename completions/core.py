@@ -16,11 +16,14 @@ finish reason), or a GatewayError last when the vendor fails mid-way.
 
 import asyncio
 import json
+import logging
 import time
+import weakref
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.http import HttpRequest
@@ -29,8 +32,9 @@ from rest_framework import exceptions
 from accounts.credentials import authenticate_request
 from billing.admission import Admission, completion_admit, request_count
 from billing.models import APIKey, UsageStatus
-from billing.settlement import billed_usage, completion_settle
-from common.db import db_phase
+from billing.settlement import billed_usage, completion_settle, new_settlement_id, settlement_params
+from billing.spool import settlement_spool, spool_pending, spool_replay
+from common.db import DatabaseUnavailable, db_phase
 from common.errors import GatewayError, from_api_exception, json_object
 from common.request_ids import request_id_of
 from llm_models import catalog
@@ -48,6 +52,8 @@ from llm_models.providers.base import (
 from llm_models.providers.registry import build_request, get_provider
 from llm_models.providers.tokens import count_definitions, count_messages, count_text
 
+logger = logging.getLogger(__name__)
+
 # --- the errors every caller gives for the same problem ----------------------------------------
 
 
@@ -59,6 +65,13 @@ class ModelNotFound(GatewayError):
 class ContextTooLong(GatewayError):
     status = 400
     type = "context_length_exceeded"
+
+
+class ReplyNotSaved(GatewayError):
+    """A reply that was billed (spooled) but could not be stored: the database was unavailable."""
+
+    status = 503
+    type = "reply_not_saved"
 
 
 def call_caller(http_request: HttpRequest) -> tuple[User, APIKey | None]:
@@ -183,6 +196,7 @@ class Call:
     stored: dict[str, Any] = field(default_factory=dict)  # what `store` returned, once settled
     # The vendor's own answer is relayed (Completion.raw, Chunk.raw): the client speaks its format.
     relays: bool = False
+    settlement: str = field(default_factory=new_settlement_id)  # billed once, however often applied
 
     @property
     def model(self) -> LLMModel:
@@ -390,23 +404,104 @@ def call_prepare(
 
 def _settle(call: Call, outcome: Outcome) -> None:
     if call.store is None:
-        _bill(call, outcome)  # one statement on PostgreSQL, committed on its own
+        _bill(call, outcome, {})  # one statement on PostgreSQL, committed on its own
         return
     with transaction.atomic():
-        call.stored = call.store(outcome)
-        _bill(call, outcome)
+        stored = call.store(outcome)
+        _bill(call, outcome, stored)
+    call.stored = stored
 
 
-def _bill(call: Call, outcome: Outcome) -> None:
+def _bill(call: Call, outcome: Outcome, stored: dict[str, Any]) -> None:
     completion_settle(
         admission=call.admission,
         status=outcome.status,
+        settlement=call.settlement,
         usage=outcome.usage,
         request_id=outcome.request_id,
         gateway_request_id=call.request_id,
         endpoint=call.endpoint,
-        dialog=call.stored.get("dialog"),
-        message=call.stored.get("message"),
+        dialog=stored.get("dialog"),
+        message=stored.get("message"),
+    )
+
+
+# How long a settlement is retried while the database is unavailable before it is spooled (each
+# try may also wait for the pool's timeout). The client waits for it: its reply is held meanwhile.
+SETTLE_PATIENCE_SECONDS = 4.0
+
+
+async def _settle_surely(call: Call, outcome: Outcome) -> bool:
+    """Store and bill the outcome, retried with backoff while the database is unavailable; if it
+    stays so, the bill is spooled (billing.spool: applied once the database is back) and False
+    returned: the client still gets what the vendor answered, but the caller's `store` did not
+    run (a dialog's reply is not saved)."""
+    _replayer_start(only_if_pending=True)
+    deadline = time.monotonic() + SETTLE_PATIENCE_SECONDS
+    delay = 0.25
+    while True:
+        try:
+            await db_phase(_settle, call, outcome)
+            return True
+        except DatabaseUnavailable:
+            if time.monotonic() + delay > deadline:
+                break
+            await asyncio.sleep(delay)
+            delay *= 2
+    admission = call.admission
+    params = settlement_params(
+        reservation=admission.reservation,
+        user=admission.user,
+        model=admission.model,
+        usage=outcome.usage,
+        status=outcome.status,
+        settlement=call.settlement,
+        request_id=outcome.request_id,
+        gateway_request_id=call.request_id,
+        endpoint=call.endpoint,
+    )
+    await asyncio.to_thread(settlement_spool, params)
+    _replayer_start()
+    return False
+
+
+# Per event loop (one per worker): the task applying the spool, while it has something to apply.
+_replayers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task]" = weakref.WeakKeyDictionary()
+_replayer_checked: "weakref.WeakSet[asyncio.AbstractEventLoop]" = weakref.WeakSet()
+
+
+def _replayer_start(*, only_if_pending: bool = False) -> None:
+    """Start the worker's replayer, unless it runs; with `only_if_pending`, once per worker and
+    only if a spool (this process's, or one a stopped process left) waits."""
+    loop = asyncio.get_running_loop()
+    if only_if_pending:
+        if loop in _replayer_checked:
+            return
+        _replayer_checked.add(loop)
+        if not spool_pending():
+            return
+    task = _replayers.get(loop)
+    if task is None or task.done():
+        _replayers[loop] = loop.create_task(_replay_until_empty())
+
+
+async def _replay_until_empty() -> None:
+    while spool_pending():
+        try:
+            await db_phase(spool_replay)
+        except DatabaseUnavailable:
+            pass  # still down: next time
+        except Exception:
+            logger.exception("Applying the settlement spool failed.")
+        if spool_pending():
+            await asyncio.sleep(settings.SETTLEMENT_REPLAY_SECONDS)
+
+
+def reply_not_saved(outcome: Outcome) -> ReplyNotSaved:
+    return ReplyNotSaved(
+        "The database is unavailable: the reply was billed but could not be saved; it is given here as 'reply'.",
+        headers={"Retry-After": "5"},
+        reply=outcome.text,
     )
 
 
@@ -438,12 +533,12 @@ async def call_complete(call: Call) -> Outcome:
     try:
         completion = await complete_with_retries(get_provider(call.model), call.request)
     except ProviderError as error:
-        await db_phase(_settle, call, _outcome(call, status=UsageStatus.ERROR, started=started, error=error))
+        await _settle_surely(call, _outcome(call, status=UsageStatus.ERROR, started=started, error=error))
         raise from_provider_error(error) from error
     except BaseException:
         # The client went away: nothing was received, so nothing is charged.
         outcome = _outcome(call, status=UsageStatus.INCOMPLETE, started=started)
-        await asyncio.shield(db_phase(_settle, call, outcome))
+        await asyncio.shield(_settle_surely(call, outcome))
         raise
     outcome = _outcome(
         call,
@@ -459,7 +554,8 @@ async def call_complete(call: Call) -> Outcome:
     outcome.stop_sequence, outcome.raw = completion.stop_sequence, completion.raw
     outcome.tool_calls, outcome.reasoning = completion.tool_calls, completion.reasoning
     outcome.thinking_blocks = completion.thinking_blocks
-    await db_phase(_settle, call, outcome)
+    if not await _settle_surely(call, outcome) and call.store is not None:
+        raise reply_not_saved(outcome)
     return outcome
 
 
@@ -504,16 +600,18 @@ async def call_stream(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
                 )
     except ProviderError as error:
         status = UsageStatus.INCOMPLETE if any(parts) or any(tool_parts) else UsageStatus.ERROR
-        await db_phase(_settle, call, ended(status, error))
+        await _settle_surely(call, ended(status, error))
         yield from_provider_error(error)
         return
     except BaseException:
         # The client hung up (CancelledError / GeneratorExit): keep and bill what was produced.
-        await asyncio.shield(db_phase(_settle, call, ended(UsageStatus.INCOMPLETE)))
+        await asyncio.shield(_settle_surely(call, ended(UsageStatus.INCOMPLETE)))
         raise
     outcome = ended(UsageStatus.OK)
     outcome.finish_reason, outcome.stop_sequence = finish_reason or FinishReason.STOP, stop_sequence
-    await db_phase(_settle, call, outcome)
+    if not await _settle_surely(call, outcome) and call.store is not None:
+        yield reply_not_saved(outcome)
+        return
     yield Chunk(
         usage=outcome.usage,
         request_id=request_id,
@@ -593,13 +691,13 @@ async def call_embed(call: Call) -> Outcome:
     try:
         answer = await embed_with_retries(get_provider(call.model), call.request)
     except ProviderError as error:
-        await db_phase(_settle, call, _outcome(call, status=UsageStatus.ERROR, started=started, error=error))
+        await _settle_surely(call, _outcome(call, status=UsageStatus.ERROR, started=started, error=error))
         raise from_provider_error(error) from error
     except BaseException:
-        await asyncio.shield(db_phase(_settle, call, _outcome(call, status=UsageStatus.INCOMPLETE, started=started)))
+        await asyncio.shield(_settle_surely(call, _outcome(call, status=UsageStatus.INCOMPLETE, started=started)))
         raise
     usage = answer.usage or Usage(call.admission.prompt_tokens, 0)
     outcome = _outcome(call, status=UsageStatus.OK, started=started, usage=usage, request_id=answer.request_id)
     outcome.raw = answer.raw
-    await db_phase(_settle, call, outcome)
+    await _settle_surely(call, outcome)
     return outcome

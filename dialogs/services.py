@@ -5,7 +5,10 @@ through the one completion flow (completions.core):
      window, admission (the worst case held, rate limits), then the user's message stored.
   2. `message_reply` or `message_reply_stream` (async): the vendor call; its settlement stores
      the assistant's message (also when the vendor failed or the client left) and bills it, in
-     one transaction.
+     one transaction. If the database stays unavailable then, the bill is spooled (billing.spool)
+     but the message is not stored: the client gets a 503 reply_not_saved error carrying the
+     reply's text (after the streamed deltas, as the error event), so it is never billed for a
+     reply it did not get, and it knows the dialog lacks it.
 """
 
 import json
@@ -151,8 +154,11 @@ def usage_data(message: Message) -> dict:
 
 
 def _with_messages(error: GatewayError, prepared: Prepared) -> GatewayError:
-    """The error, naming the stored messages (the user's, and the failed reply)."""
-    error.extra.update(user_message_id=prepared.user_message.pk, assistant_message_id=prepared.reply.pk)
+    """The error, naming the stored messages (the user's, and the failed reply unless the
+    database was unavailable to store it: completions.core.ReplyNotSaved)."""
+    error.extra["user_message_id"] = prepared.user_message.pk
+    if "message" in prepared.call.stored:
+        error.extra["assistant_message_id"] = prepared.reply.pk
     return error
 
 

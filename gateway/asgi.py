@@ -7,6 +7,7 @@ behind it, the vendor SDKs, the token encodings)."""
 
 import contextlib
 import importlib
+import logging
 import os
 
 from django.core.asgi import get_asgi_application
@@ -14,9 +15,11 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
 site = get_asgi_application()
 
-from django.urls import get_resolver  # noqa: E402  (the settings must be loaded first)
+from django.db import OperationalError, connection  # noqa: E402  (the settings must be loaded first)
+from django.urls import get_resolver  # noqa: E402
 from rest_framework.settings import api_settings  # noqa: E402
 
+from billing.spool import spool_pending, spool_replay  # noqa: E402
 from gateway.handlers import API_PREFIXES, APIHandler  # noqa: E402
 from gateway.middleware import BodySizeLimit  # noqa: E402
 from llm_models.providers import registry  # noqa: E402
@@ -53,4 +56,18 @@ def _load_before_serving() -> None:
         importlib.import_module("anyio._backends._asyncio")
 
 
+def _replay_spool() -> None:
+    """Settlements a stopped process spooled (the database was down) are applied at start; if the
+    database is still down, by the first worker that settles a call (completions.core)."""
+    if not spool_pending():
+        return
+    try:
+        spool_replay()
+    except OperationalError:
+        logging.getLogger(__name__).warning("The database is unavailable: the settlement spool waits.")
+    finally:
+        connection.close()
+
+
 _load_before_serving()
+_replay_spool()

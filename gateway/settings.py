@@ -75,6 +75,10 @@ def database_from_url(url: str) -> dict[str, Any]:
             "HOST": parsed.hostname or "",
             "PORT": str(parsed.port or ""),
             "CONN_MAX_AGE": 0,
+            # The pool checks each connection as it hands it out (Django passes psycopg_pool's
+            # check_connection): after a database restart the pooled connections are dead, and
+            # the first requests would otherwise get them and fail.
+            "CONN_HEALTH_CHECKS": True,
             "OPTIONS": options,
             "TEST": {"NAME": env("TEST_DATABASE_NAME") or None},
         }
@@ -166,6 +170,12 @@ DATABASES = {"default": database_from_url(env("DATABASE_URL", "sqlite:///db.sqli
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Concurrent writers wait for the lock instead of failing at once.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+
+# Settlements the database could not take wait here until it is back (billing.spool): keep the
+# directory on a disk that survives a restart, and back it up with the database.
+SETTLEMENT_SPOOL_DIR = Path(env("SETTLEMENT_SPOOL_DIR") or BASE_DIR / "var" / "spool")
+# How often each worker looks for spooled settlements to apply.
+SETTLEMENT_REPLAY_SECONDS = env_int("SETTLEMENT_REPLAY_SECONDS", 10)
 
 
 def redis_cache(url: str) -> dict:

@@ -10,7 +10,7 @@ from common import counters
 from llm_models import catalog
 from tests import factories
 
-pytest_plugins = ["tests.fakes.fixtures", "tests.live_server", "tests.faults.redis"]
+pytest_plugins = ["tests.fakes.fixtures", "tests.live_server", "tests.faults.redis", "tests.faults.postgres"]
 
 
 def pytest_configure(config):

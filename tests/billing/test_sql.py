@@ -9,6 +9,7 @@ already its own (NOWAIT fails); rows it takes after are still free.
 
 import threading
 import time
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
@@ -164,6 +165,7 @@ def test_a_settlement_locks_the_day_then_the_key_then_the_quota(spender):
                 gateway_request_id="req_test",
                 now=now,
                 day=now.date(),
+                settlement=uuid.uuid4().hex,
             )
         )
 
