@@ -9,6 +9,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from billing.admission import Admission
+from billing.leases import lease_end
 from billing.models import Endpoint, Reservation
 from billing.ratelimit import rate_limit_add_tokens
 from billing.sql import SettleParams, statements
@@ -43,6 +44,7 @@ def usage_settle(
         usage.prompt_tokens, usage.completion_tokens, cached=usage.cached_tokens, cache_written=usage.cache_write_tokens
     )
     now = timezone.now()
+    lease_end(reservation.pk)
     statements().settle(
         SettleParams(
             reservation=reservation.pk,
@@ -68,14 +70,20 @@ def usage_settle(
     return Settlement(usage.prompt_tokens, usage.completion_tokens, cost)
 
 
-def billed_usage(admission: Admission, *, usage: Usage | None = None, text: str = "") -> Usage:
-    """What a call is billed: what the vendor reported; without a report, the counted prompt plus
-    the received text (a cut stream); nothing for a failure that produced nothing."""
+def billed_usage(
+    admission: Admission, *, usage: Usage | None = None, text: str = "", prompt: Usage | None = None
+) -> Usage:
+    """What a call is billed: what the vendor reported; without a report, the prompt (as the
+    vendor counted it at the start, `prompt`, else as the gateway counted it) plus the received
+    text (a cut stream); nothing for a failure that produced nothing."""
     if usage is not None:
         return usage
     model = admission.model
     if text:
-        return Usage(admission.prompt_tokens, count_text(model.provider, model.provider_model, text))
+        completion = count_text(model.provider, model.provider_model, text)
+        if prompt is not None:
+            return Usage(prompt.prompt_tokens, completion, prompt.cached_tokens, prompt.cache_write_tokens)
+        return Usage(admission.prompt_tokens, completion)
     return Usage(0, 0)
 
 
