@@ -20,8 +20,8 @@ import sys
 from typing import Any
 
 import httptools
-from gunicorn.arbiter import Arbiter
 from django.conf import settings
+from gunicorn.arbiter import Arbiter
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import Server, ServerState
