@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 2
+# Seconds a worker told to stop (a deploy, a restart) has to finish its requests before gunicorn
+# kills it; calls still running 5 s before that are ended and billed for what they sent.
+GRACEFUL_TIMEOUT ?= 30
 # Every install takes its versions from this pip freeze of a working set (`make lock` rewrites it),
 # so a new checkout, CI and a developer's venv run the same packages.
 CONSTRAINTS := constraints.txt
@@ -48,7 +51,7 @@ serve: $(VENV)/.installed
 	@$(BIN)/python -c 'import sys; from gateway.settings import DEBUG; sys.exit(DEBUG and "make serve: DEBUG is on; production runs with DEBUG=0 (use make run to develop)")'
 	@$(MAKE) --no-print-directory migrate
 	$(BIN)/gunicorn gateway.asgi:application -k gateway.server.Worker \
-		-w $(WORKERS) -b $(HOST):$(PORT) --access-logfile - --graceful-timeout 30
+		-w $(WORKERS) -b $(HOST):$(PORT) --access-logfile - --graceful-timeout $(GRACEFUL_TIMEOUT)
 
 # Tests: SQLite and an in-process cache unless DATABASE_URL / REDIS_URL are set.
 test: export SECRET_KEY ?= test-only-secret-key-0123456789abcdef-0123456789

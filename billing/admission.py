@@ -12,15 +12,15 @@ These functions are sync and short: call them from async code through common.db.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from billing.keys import api_key_problem
+from billing.leases import lease_begin, lease_end, lease_expiry
 from billing.models import APIKey, Quota, Reservation
 from billing.periods import Period, period_start
 from billing.quotas import quota_get
@@ -154,12 +154,14 @@ def quota_reserve(
 def reservation_release(*, reservation: Reservation) -> bool:
     """Give a reservation back unused (its request was refused, or failed before the vendor
     call). False if it was no longer held."""
+    lease_end(reservation.pk)
     with transaction.atomic(savepoint=False):
         return statements().give_back(reservation)
 
 
 def reservations_release_stale(*, user: User | None = None) -> int:
-    """Release reservations past their expiry (their worker died). Returns how many."""
+    """Release reservations whose lease has lapsed (billing.leases: the process that held them
+    died). Returns how many."""
     stale = Reservation.objects.filter(expires_at__lt=timezone.now())
     if user is not None:
         stale = stale.filter(user=user)
@@ -178,7 +180,7 @@ def _hold(
     key_refused = False
     for _ in range(_HOLD_ATTEMPTS):
         now = timezone.now()
-        expires = now + timedelta(seconds=settings.RESERVATION_TTL_SECONDS)
+        expires = lease_expiry()
         held = statements().hold(
             HoldParams(
                 user=user.pk,
@@ -194,6 +196,7 @@ def _hold(
             )
         )
         if held.reservation_id is not None:
+            lease_begin(held.reservation_id)
             reservation = Reservation(
                 id=held.reservation_id,
                 user_id=user.pk,

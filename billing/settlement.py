@@ -13,6 +13,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from billing.admission import Admission
+from billing.leases import lease_end
 from billing.models import Endpoint, Reservation
 from billing.ratelimit import rate_limit_add_tokens
 from billing.sql import SettleParams, statements
@@ -105,17 +106,26 @@ def usage_settle(
         message=message,
     )
     statements().settle(params)
+    # Only once billed: a settlement spooled while the database is down keeps its reservation's
+    # lease renewed until the spool applies it, so the hold is not freed before the bill lands.
+    lease_end(reservation.pk)
     return Settlement(usage.prompt_tokens, usage.completion_tokens, params.cost)
 
 
-def billed_usage(admission: Admission, *, usage: Usage | None = None, text: str = "") -> Usage:
-    """What a call is billed: what the vendor reported; without a report, the counted prompt plus
-    the received text (a cut stream); nothing for a failure that produced nothing."""
+def billed_usage(
+    admission: Admission, *, usage: Usage | None = None, text: str = "", prompt: Usage | None = None
+) -> Usage:
+    """What a call is billed: what the vendor reported; without a report, the prompt (as the
+    vendor counted it at the start, `prompt`, else as the gateway counted it) plus the received
+    text (a cut stream); nothing for a failure that produced nothing."""
     if usage is not None:
         return usage
     model = admission.model
     if text:
-        return Usage(admission.prompt_tokens, count_text(model.provider, model.provider_model, text))
+        completion = count_text(model.provider, model.provider_model, text)
+        if prompt is not None:
+            return Usage(prompt.prompt_tokens, completion, prompt.cached_tokens, prompt.cache_write_tokens)
+        return Usage(admission.prompt_tokens, completion)
     return Usage(0, 0)
 
 

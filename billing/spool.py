@@ -21,6 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from billing.leases import lease_end
 from billing.sql import SettleParams, statements
 
 logger = logging.getLogger(__name__)
@@ -117,4 +118,5 @@ def _apply(line: str, path: Path) -> int:
         return 0
     with transaction.atomic():
         statements().settle(params)
+    lease_end(params.reservation)  # this process's call, spooled: its hold is billed now
     return 1

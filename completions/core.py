@@ -36,6 +36,7 @@ from billing.settlement import billed_usage, completion_settle, new_settlement_i
 from billing.spool import settlement_spool, spool_pending, spool_replay
 from common.db import DatabaseUnavailable, db_phase
 from common.errors import GatewayError, from_api_exception, json_object
+from common.inflight import call_in_flight
 from common.request_ids import request_id_of
 from llm_models import catalog
 from llm_models.models import MODEL_NAME_LENGTH, LLMModel, ModelKind, ProviderKind, could_be_model_name
@@ -513,13 +514,14 @@ def _outcome(
     text: str = "",
     tool_text: str = "",
     usage: Usage | None = None,
+    prompt_usage: Usage | None = None,
     request_id: str = "",
     error: ProviderError | None = None,
 ) -> Outcome:
     return Outcome(
         status=status,
         text=text,
-        usage=billed_usage(call.admission, usage=usage, text=text + tool_text),
+        usage=billed_usage(call.admission, usage=usage, text=text + tool_text, prompt=prompt_usage),
         request_id=request_id or (error.request_id if error else ""),
         latency_ms=int((time.monotonic() - started) * 1000),
         error=error,
@@ -531,7 +533,8 @@ async def call_complete(call: Call) -> Outcome:
     call produced, nothing, is stored and billed all the same)."""
     started = time.monotonic()
     try:
-        completion = await complete_with_retries(get_provider(call.model), call.request)
+        with call_in_flight():
+            completion = await complete_with_retries(get_provider(call.model), call.request)
     except ProviderError as error:
         await _settle_surely(call, _outcome(call, status=UsageStatus.ERROR, started=started, error=error))
         raise from_provider_error(error) from error
@@ -567,6 +570,7 @@ async def call_stream(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
     parts: list[str] = []  # the text, stored as the reply
     tool_parts: list[str] = []  # tool calls, thinking: billed with the text when the vendor reports no usage
     usage, request_id, finish_reason, stop_sequence = None, "", None, None
+    prompt_usage = None  # the vendor's count of the prompt, where it told it at the start
 
     def ended(status: str, error: ProviderError | None = None) -> Outcome:
         """The outcome of the stream so far, however it ended."""
@@ -578,33 +582,37 @@ async def call_stream(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
             text=text,
             tool_text=tool_text,
             usage=usage,
+            prompt_usage=prompt_usage,
             request_id=request_id,
             error=error,
         )
 
     try:
-        async for chunk in stream_with_retries(get_provider(call.model), call.request):
-            request_id = chunk.request_id or request_id
-            usage = chunk.usage or usage
-            finish_reason = chunk.finish_reason or finish_reason
-            stop_sequence = chunk.stop_sequence or stop_sequence
-            parts.append(chunk.text)
-            tool_parts.append(chunk.tool_text + chunk.reasoning)
-            if chunk.text or chunk.raw or chunk.tool_calls or chunk.reasoning:
-                yield Chunk(
-                    text=chunk.text,
-                    raw=chunk.raw,
-                    tool_calls=chunk.tool_calls,
-                    reasoning=chunk.reasoning,
-                    request_id=request_id,
-                )
+        with call_in_flight():
+            async for chunk in stream_with_retries(get_provider(call.model), call.request):
+                request_id = chunk.request_id or request_id
+                usage = chunk.usage or usage
+                prompt_usage = chunk.prompt_usage or prompt_usage
+                finish_reason = chunk.finish_reason or finish_reason
+                stop_sequence = chunk.stop_sequence or stop_sequence
+                parts.append(chunk.text)
+                tool_parts.append(chunk.tool_text + chunk.reasoning)
+                if chunk.text or chunk.raw or chunk.tool_calls or chunk.reasoning:
+                    yield Chunk(
+                        text=chunk.text,
+                        raw=chunk.raw,
+                        tool_calls=chunk.tool_calls,
+                        reasoning=chunk.reasoning,
+                        request_id=request_id,
+                    )
     except ProviderError as error:
         status = UsageStatus.INCOMPLETE if any(parts) or any(tool_parts) else UsageStatus.ERROR
         await _settle_surely(call, ended(status, error))
         yield from_provider_error(error)
         return
     except BaseException:
-        # The client hung up (CancelledError / GeneratorExit): keep and bill what was produced.
+        # The client hung up (CancelledError / GeneratorExit), or the server is shutting down
+        # (gateway.server.Worker cancels the calls in flight): keep and bill what was produced.
         await asyncio.shield(_settle_surely(call, ended(UsageStatus.INCOMPLETE)))
         raise
     outcome = ended(UsageStatus.OK)
@@ -689,7 +697,8 @@ async def call_embed(call: Call) -> Outcome:
     or the GatewayError of its failure."""
     started = time.monotonic()
     try:
-        answer = await embed_with_retries(get_provider(call.model), call.request)
+        with call_in_flight():
+            answer = await embed_with_retries(get_provider(call.model), call.request)
     except ProviderError as error:
         await _settle_surely(call, _outcome(call, status=UsageStatus.ERROR, started=started, error=error))
         raise from_provider_error(error) from error

@@ -1,5 +1,7 @@
 """The ASGI application: /api/ and /v1/ through the API's lean handler, the rest (the admin, the
-docs) through Django's with the full middleware; both behind the body size limit.
+docs) through Django's with the full middleware; both behind the body size limit. A process
+serving the API beats (billing.heartbeat): its calls keep their reservations, a dead one's are
+released.
 
 A worker loads here, before it accepts its first connection, everything a request would
 otherwise load while every other request of the worker waits (seconds: the URLconf and the views
@@ -19,6 +21,7 @@ from django.db import OperationalError, connection  # noqa: E402  (the settings 
 from django.urls import get_resolver  # noqa: E402
 from rest_framework.settings import api_settings  # noqa: E402
 
+from billing.heartbeat import heartbeat_start  # noqa: E402
 from billing.spool import spool_pending, spool_replay  # noqa: E402
 from gateway.handlers import API_PREFIXES, APIHandler  # noqa: E402
 from gateway.middleware import BodySizeLimit  # noqa: E402
@@ -30,6 +33,7 @@ api = APIHandler()
 
 async def route(scope, receive, send):
     if scope["type"] == "http" and scope["path"].startswith(API_PREFIXES):
+        heartbeat_start()  # the process's reservations are kept while its calls run (billing.leases)
         await api(scope, receive, send)
     else:
         await site(scope, receive, send)

@@ -8,20 +8,27 @@ the pieces of a long header by copying them, so one 50 MB header holds a worker'
 minutes (gunicorn then kills the worker, and every request in flight on it). `make serve` runs
 gunicorn with `Worker`, whose HTTP is `HttpProtocol`; `make run` gives uvicorn the same protocol.
 The limits are settings (MAX_REQUEST_HEADER_BYTES, MAX_REQUEST_HEADERS,
-REQUEST_HEADER_TIMEOUT_SECONDS), read when a connection opens."""
+REQUEST_HEADER_TIMEOUT_SECONDS), read when a connection opens.
+
+`Worker` also ends its calls settled when it shuts down (see there)."""
 
 import asyncio
 import json
+import logging
+import socket
+import sys
 from typing import Any
 
 import httptools
 from django.conf import settings
+from gunicorn.arbiter import Arbiter
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
-from uvicorn.server import ServerState
+from uvicorn.server import Server, ServerState
 from uvicorn_worker import UvicornWorker
 
 from common.errors import error_body
+from common.inflight import calls_cancel
 from common.request_ids import new_request_id
 
 
@@ -140,7 +147,41 @@ class HttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+logger = logging.getLogger("uvicorn.error")
+
+# Of gunicorn's graceful timeout, what a worker shutting down keeps for ending its calls settled.
+SETTLE_SECONDS = 5.0
+
+
+class ShuttingDownServer(Server):
+    """uvicorn's server, but once the calls in flight have had their grace
+    (config.timeout_graceful_shutdown) they are cancelled and waited for: each settles what it
+    sent (completions.core) before the process exits. uvicorn alone would cancel only its own
+    tasks, not the ones Django streams replies in, and gunicorn then kills the process with its
+    calls unsettled."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        ended = await calls_cancel(timeout=SETTLE_SECONDS)
+        if ended:
+            logger.warning("Ended %d call(s) still running at shutdown, settled.", ended)
+
+
 class Worker(UvicornWorker):
-    """gunicorn's worker for the gateway (`make serve`): uvicorn with HttpProtocol."""
+    """gunicorn's worker for the gateway (`make serve`): uvicorn with HttpProtocol, shutting down
+    with its calls settled (ShuttingDownServer) within gunicorn's --graceful-timeout."""
 
     CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "http": HttpProtocol}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config.timeout_graceful_shutdown = max(self.cfg.graceful_timeout - SETTLE_SECONDS, 0)
+
+    async def _serve(self) -> None:
+        # UvicornWorker._serve, with ShuttingDownServer.
+        self.config.app = self.wsgi
+        server = ShuttingDownServer(config=self.config)
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)

@@ -291,13 +291,17 @@ DEFAULT_QUOTA: dict[str, Any] = {
     "requests_per_minute": env_int("DEFAULT_REQUESTS_PER_MINUTE", 60),
     "tokens_per_minute": env_int_or_none("DEFAULT_TOKENS_PER_MINUTE"),
 }
-# A reservation whose worker died is released after this long.
-RESERVATION_TTL_SECONDS = env_int("RESERVATION_TTL_SECONDS", 900)
+# A reservation is a lease its server process renews every quarter of this while the call runs;
+# a lease that lapses (the process died) is released by the other processes (billing.leases).
+RESERVATION_LEASE_SECONDS = env_int("RESERVATION_LEASE_SECONDS", 60)
 
 # Vendor calls: the SDKs' own retries are off; the gateway retries with its own bound.
 PROVIDER_TIMEOUT_SECONDS = float(env("PROVIDER_TIMEOUT_SECONDS", "120"))
 PROVIDER_MAX_RETRIES = env_int("PROVIDER_MAX_RETRIES", 2)
 PROVIDER_RETRY_BASE_SECONDS = float(env("PROVIDER_RETRY_BASE_SECONDS", "0.5"))
+# The longest a vendor call may take in all, its retries and every chunk of a stream included
+# (PROVIDER_TIMEOUT_SECONDS bounds each wait for the vendor, not the whole call).
+PROVIDER_MAX_CALL_SECONDS = float(env("PROVIDER_MAX_CALL_SECONDS", "600"))
 # Hosts ("host" or "host:port", comma-separated) that may be sent OPENAI_API_KEY or
 # ANTHROPIC_API_KEY besides the vendors' own APIs and the hosts of OPENAI_BASE_URL /
 # ANTHROPIC_BASE_URL (llm_models.vendor_keys).

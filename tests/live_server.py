@@ -42,6 +42,15 @@ def database_url() -> str:
 @contextmanager
 def gateway_processes(count: int, *, redis: bool, env: dict | None = None):
     """Start `count` gateway processes; yield their base URLs; stop them."""
+    with gateway_process_pool(count, redis=redis, env=env) as pool:
+        yield [url for _, url in pool]
+
+
+@contextmanager
+def gateway_process_pool(
+    count: int, *, redis: bool, env: dict | None = None
+) -> Iterator[list[tuple[subprocess.Popen, str]]]:
+    """gateway_processes, yielding each process with its base URL (to signal or kill it)."""
     base_env = {
         **os.environ,
         "DATABASE_URL": database_url(),
@@ -81,7 +90,7 @@ def gateway_processes(count: int, *, redis: bool, env: dict | None = None):
             urls.append(f"http://127.0.0.1:{port}")
         for url in urls:
             _wait_healthy(url)
-        yield urls
+        yield list(zip(processes, urls, strict=True))
     finally:
         for process in processes:
             process.terminate()

@@ -309,6 +309,10 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
                     usage = (event.get("message") or {}).get("usage") or {}
                     input_tokens = usage.get("input_tokens", input_tokens)
                     cache_counts |= {name: usage[name] for name in CACHE_COUNTS if usage.get(name) is not None}
+                    if isinstance(input_tokens, int) and all(
+                        is_count(n) for n in (input_tokens, *cache_counts.values())
+                    ):
+                        chunk.prompt_usage = _usage(input_tokens, 0, cache_counts)
                 elif kind == "message_delta":
                     # Counts here are cumulative for the whole message.
                     usage = event.get("usage") or {}

@@ -95,6 +95,9 @@ class Chunk:
     # {"name"?, "arguments"?: a fragment of the JSON}}]; a call's id and name come first.
     tool_calls: list[dict] = field(default_factory=list)
     reasoning: str = ""  # a piece of the model's thinking
+    # The vendor's count of the prompt, where it tells it before the reply (Anthropic's
+    # message_start; its output 0): what a stream cut before `usage` came is billed for its prompt.
+    prompt_usage: Usage | None = None
 
     @property
     def tool_text(self) -> str:
@@ -426,16 +429,41 @@ async def embed_with_retries(provider: Provider, request: CompletionRequest) -> 
     return await _with_retries(lambda: provider.embed(request))
 
 
+def _call_overran() -> ProviderError:
+    return ProviderError(
+        f"the call took longer than the gateway allows ({settings.PROVIDER_MAX_CALL_SECONDS:g} s)",
+        kind=ErrorKind.TIMEOUT,
+    )
+
+
 async def _with_retries(attempt_once: Callable[[], Awaitable[Completion]]) -> Completion:
     attempt = 0
+    try:
+        async with asyncio.timeout(settings.PROVIDER_MAX_CALL_SECONDS):
+            while True:
+                try:
+                    return await attempt_once()
+                except ProviderError as error:
+                    if not error.retryable or attempt >= settings.PROVIDER_MAX_RETRIES:
+                        raise
+                    await asyncio.sleep(_backoff(attempt, error))
+                    attempt += 1
+    except TimeoutError:
+        raise _call_overran() from None
+
+
+async def _before(deadline: float, items: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+    """`items` until the loop's clock reaches `deadline`, then the TIMEOUT of a call that overran.
+    Each wait is timed on its own: a timeout around the yields would fire in the consumer's code."""
     while True:
         try:
-            return await attempt_once()
-        except ProviderError as error:
-            if not error.retryable or attempt >= settings.PROVIDER_MAX_RETRIES:
-                raise
-            await asyncio.sleep(_backoff(attempt, error))
-            attempt += 1
+            async with asyncio.timeout_at(deadline):
+                chunk = await anext(items)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise _call_overran() from None
+        yield chunk
 
 
 async def stream_with_retries(provider: Provider, request: CompletionRequest) -> AsyncIterator[Chunk]:
@@ -443,10 +471,11 @@ async def stream_with_retries(provider: Provider, request: CompletionRequest) ->
     has reached the client. The events before it (a role, a message_start) are held back until
     then, so a retried attempt does not repeat them to the client."""
     attempt = 0
+    deadline = asyncio.get_running_loop().time() + settings.PROVIDER_MAX_CALL_SECONDS
     while True:
         started, opening = False, []
         try:
-            async for chunk in provider.stream(request):
+            async for chunk in _before(deadline, provider.stream(request)):
                 if not started and not (chunk.text or chunk.tool_calls or chunk.reasoning):
                     opening.append(chunk)
                     continue

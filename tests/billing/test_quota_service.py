@@ -5,7 +5,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from billing.admission import QuotaExceeded, reservations_release_stale
+from billing.admission import QuotaExceeded, reservation_release, reservations_release_stale
+from billing.leases import lease_end, leases_in_flight, leases_renew
 from billing.models import DailyUsage, Quota, Reservation, UsageRecord
 from billing.quotas import quota_get
 from billing.settlement import usage_settle
@@ -90,6 +91,25 @@ def test_stale_reservations_are_released_by_command_and_lazily(alice, gpt35):
     Reservation.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     call_command("release_stale_reservations")
     assert Quota.objects.get(user=alice).reserved_tokens == 0
+
+
+def test_the_process_renews_the_leases_of_its_calls_in_flight_and_no_others(alice, gpt35):
+    set_quota(alice, token_limit=1000)
+    running, settled, released = reserve(alice, 300), reserve(alice, 300), reserve(alice, 300)
+    usage_settle(reservation=settled, user=alice, model=gpt35, usage=Usage(10, 10), status="ok")
+    reservation_release(reservation=released)
+    assert running.pk in leases_in_flight() and {settled.pk, released.pk}.isdisjoint(leases_in_flight())
+    # Another process's reservation (this one does not renew it), whose lease has lapsed.
+    orphan = reserve(alice, 100)
+    lease_end(orphan.pk)
+    Reservation.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    assert leases_renew() == 1
+    assert reservations_release_stale() == 1
+    assert list(Reservation.objects.values_list("pk", flat=True)) == [running.pk]
+    assert Reservation.objects.get().expires_at > timezone.now()
+    assert not Reservation.objects.filter(pk=orphan.pk).exists()
+    assert Quota.objects.get(user=alice).reserved_tokens == running.tokens
 
 
 def test_settling_a_reservation_already_released_does_not_free_it_twice(alice, gpt35):

@@ -208,6 +208,18 @@ def test_a_vendor_failure_mid_stream_raises_an_api_error(sdk, alice, fake_anthro
     assert Quota.objects.get(user=alice).reserved_tokens == 0
 
 
+def test_a_cut_stream_is_billed_the_prompt_claude_counted_not_the_gateways_estimate(sdk, alice, fake_anthropic):
+    # Claude said at the start it read 7 prompt tokens; the gateway's own count errs high.
+    fake_anthropic.configure(text="one two three four five", usage=(7, 5), cut_after=2)
+    with pytest.raises(anthropic.APIError):
+        with sdk.messages.stream(model="claude-3-sonnet", max_tokens=50, messages=HELLO) as stream:
+            stream.until_done()
+    record = UsageRecord.objects.get()
+    assert (record.status, record.prompt_tokens) == ("incomplete", 7)
+    assert record.completion_tokens > 0  # the two pieces received, as counted
+    assert Quota.objects.get(user=alice).used_tokens == 7 + record.completion_tokens
+
+
 @pytest.mark.parametrize("model,fake_name", MODELS)
 def test_a_vendor_refusal_before_a_stream_starts_is_an_http_status(request, sdk, model, fake_name):
     request.getfixturevalue(fake_name).fail(429, times=5)

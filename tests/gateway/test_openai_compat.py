@@ -346,6 +346,32 @@ def test_a_stream_the_vendor_cuts_ends_in_an_error_and_bills_what_arrived(sdk, a
     assert Quota.objects.get(user=alice).reserved_tokens == 0
 
 
+def test_a_stream_over_the_longest_call_allowed_ends_in_an_error_and_bills_what_arrived(
+    sdk, alice, fake_openai, settings
+):
+    # Each chunk comes well within the per-read timeout; the call as a whole does not end in time.
+    settings.PROVIDER_MAX_CALL_SECONDS = 1
+    fake_openai.configure(text="one two three four five six seven eight nine ten", chunk_delay=0.3)
+    received = []
+    with pytest.raises(openai.APIError, match="longer than the gateway allows"):
+        for chunk in sdk.chat.completions.create(model="gpt-3.5-turbo", messages=HELLO, stream=True):
+            received.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
+    assert "".join(received).startswith("one") and "ten" not in "".join(received)
+    record = UsageRecord.objects.get()
+    assert record.status == "incomplete" and record.completion_tokens > 0
+    assert Quota.objects.get(user=alice).reserved_tokens == 0
+
+
+def test_a_call_over_the_longest_allowed_is_a_gateway_timeout(sdk, alice, fake_openai, settings):
+    settings.PROVIDER_MAX_CALL_SECONDS = 0.5
+    fake_openai.configure(first_byte_delay=1.5)
+    with pytest.raises(openai.APIStatusError) as caught:
+        sdk.chat.completions.create(model="gpt-3.5-turbo", messages=HELLO)
+    assert caught.value.status_code == 504
+    assert UsageRecord.objects.get().status == "error"
+    assert Quota.objects.get(user=alice).reserved_tokens == 0
+
+
 @pytest.mark.parametrize("status,error", [(429, openai.RateLimitError), (503, openai.InternalServerError)])
 def test_a_vendor_refusal_before_a_stream_starts_is_an_http_status(sdk, fake_openai, status, error):
     # A status (not an error event inside a 200 stream) lets the SDK act as usual, e.g. retry a 429.
