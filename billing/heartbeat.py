@@ -26,6 +26,15 @@ def heartbeat_start() -> None:
         _beating[loop] = loop.create_task(_beat(), name="reservation-heartbeat")
 
 
+def heartbeats_stop() -> None:
+    """Stop every event loop's heartbeat (a process about to lose its database, e.g. a test run
+    whose test database is dropped next)."""
+    for loop, task in list(_beating.items()):
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(task.cancel)
+    _beating.clear()
+
+
 def _beat_once() -> None:
     leases_renew()
     released = reservations_release_stale()

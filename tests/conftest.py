@@ -6,6 +6,7 @@ from django.core.cache import cache
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from billing.heartbeat import heartbeats_stop
 from common import counters
 from llm_models import catalog
 from tests import factories
@@ -20,6 +21,14 @@ def pytest_configure(config):
     # `gateway_processes` starts keep gateway.settings and never see a password: tests sign in
     # there with tokens and API keys.
     override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]).enable()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _heartbeats_end_before_the_test_database(django_db_setup):
+    """The event loops that served requests in this process (the threaded gateway, schemathesis's
+    ASGI portal) beat until their heartbeat is stopped: before the test database is dropped."""
+    yield
+    heartbeats_stop()
 
 
 @pytest.fixture(autouse=True)
