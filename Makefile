@@ -50,7 +50,10 @@ serve: export DEBUG ?= 0
 serve: $(VENV)/.installed
 	@$(BIN)/python -c 'import sys; from gateway.settings import DEBUG; sys.exit(DEBUG and "make serve: DEBUG is on; production runs with DEBUG=0 (use make run to develop)")'
 	@$(MAKE) --no-print-directory migrate
-	$(BIN)/gunicorn gateway.asgi:application -k gateway.server.Worker \
+	@# The workers' metrics, summed by /metrics (common/metrics.py): in a directory new to this start,
+	@# so no count of an earlier run is added in.
+	metrics_dir=$$(mktemp -d "$${TMPDIR:-/tmp}/gateway-metrics.XXXXXX") && \
+	PROMETHEUS_MULTIPROC_DIR=$$metrics_dir $(BIN)/gunicorn gateway.asgi:application -k gateway.server.Worker \
 		-w $(WORKERS) -b $(HOST):$(PORT) --access-logfile - --graceful-timeout $(GRACEFUL_TIMEOUT)
 
 # Tests: SQLite and an in-process cache unless DATABASE_URL / REDIS_URL are set.

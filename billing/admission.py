@@ -11,6 +11,8 @@ answers. docs/quotas.md has more; billing.sql has the statements.
 These functions are sync and short: call them from async code through common.db.db_phase.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -24,8 +26,9 @@ from billing.leases import lease_begin, lease_end, lease_expiry
 from billing.models import APIKey, Quota, Reservation
 from billing.periods import Period, period_start
 from billing.quotas import quota_get
-from billing.ratelimit import rate_limit_request, rate_limit_tokens
+from billing.ratelimit import RateLimited, rate_limit_request, rate_limit_tokens
 from billing.sql import HoldParams, statements
+from common import metrics
 from common.errors import GatewayError
 from llm_models.models import LLMModel
 
@@ -57,6 +60,17 @@ class Admission:
     user_tokens_per_minute: int | None = None
 
 
+@contextmanager
+def _refusals_counted() -> Iterator[None]:
+    """Counts a refusal by a quota or a rate limit in the metrics (common.metrics)."""
+    try:
+        yield
+    except (QuotaExceeded, RateLimited) as refusal:
+        metrics.refusals.labels(reason=refusal.type).inc()
+        raise
+
+
+@_refusals_counted()
 def request_count(*, user: User, api_key: APIKey | None) -> None:
     """Count one request against the key's and the user's requests per minute, or raise
     RateLimited. Call it right after authentication, before the request's body is read: a caller
@@ -69,6 +83,7 @@ def request_count(*, user: User, api_key: APIKey | None) -> None:
         rate_limit_request(subject=f"user:{user.pk}", requests_per_minute=quota.requests_per_minute)
 
 
+@_refusals_counted()
 def completion_admit(
     *,
     user: User,

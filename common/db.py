@@ -1,11 +1,13 @@
 import asyncio
 import logging
+import time
 import weakref
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import OperationalError, connection
 
+from common import metrics
 from common.errors import GatewayError
 
 logger = logging.getLogger(__name__)
@@ -52,7 +54,10 @@ async def db_phase(fn, /, *args, **kwargs):
     timeout.
     """
 
+    waiting = time.monotonic()
+
     def phase():
+        metrics.db_phase_wait_seconds.observe(time.monotonic() - waiting)
         try:
             return fn(*args, **kwargs)
         except OperationalError as exc:

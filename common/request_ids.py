@@ -2,6 +2,7 @@
 stored on the usage record beside the vendor's, so a client can match a call to its bill."""
 
 import secrets
+import time
 
 from django.http import HttpRequest
 
@@ -17,3 +18,9 @@ def request_id_of(request: HttpRequest) -> str:
         request_id = new_request_id()
         request.request_id = request_id  # type: ignore[attr-defined]
     return request_id
+
+
+def request_received(request: HttpRequest) -> float:
+    """When `request` arrived (time.monotonic(), as the middleware noted it; now if it did not)."""
+    received: float | None = getattr(request, "received", None)
+    return received if received is not None else time.monotonic()

@@ -34,10 +34,11 @@ from billing.admission import Admission, completion_admit, request_count
 from billing.models import APIKey, UsageStatus
 from billing.settlement import billed_usage, completion_settle, new_settlement_id, settlement_params
 from billing.spool import settlement_spool, spool_pending, spool_replay
+from common import metrics
 from common.db import DatabaseUnavailable, db_phase
 from common.errors import GatewayError, from_api_exception, json_object
 from common.inflight import call_in_flight
-from common.request_ids import request_id_of
+from common.request_ids import request_id_of, request_received
 from llm_models import catalog
 from llm_models.models import MODEL_NAME_LENGTH, LLMModel, ModelKind, ProviderKind, could_be_model_name
 from llm_models.providers.base import (
@@ -54,6 +55,8 @@ from llm_models.providers.registry import build_request, get_provider
 from llm_models.providers.tokens import count_definitions, count_messages, count_text
 
 logger = logging.getLogger(__name__)
+# One JSON line per call, once it is settled (docs/operations.md).
+request_logger = logging.getLogger("gateway.requests")
 
 # --- the errors every caller gives for the same problem ----------------------------------------
 
@@ -198,6 +201,8 @@ class Call:
     # The vendor's own answer is relayed (Completion.raw, Chunk.raw): the client speaks its format.
     relays: bool = False
     settlement: str = field(default_factory=new_settlement_id)  # billed once, however often applied
+    # When the request arrived (time.monotonic()): a call's whole latency is measured from it.
+    received: float = field(default_factory=time.monotonic)
 
     @property
     def model(self) -> LLMModel:
@@ -400,6 +405,7 @@ def call_prepare(
         choices=vendor.choices,
     )
     call.relays = params.speaks_like(model)
+    call.received = request_received(http_request)
     return params, call
 
 
@@ -436,7 +442,53 @@ async def _settle_surely(call: Call, outcome: Outcome) -> bool:
     """Store and bill the outcome, retried with backoff while the database is unavailable; if it
     stays so, the bill is spooled (billing.spool: applied once the database is back) and False
     returned: the client still gets what the vendor answered, but the caller's `store` did not
-    run (a dialog's reply is not saved)."""
+    run (a dialog's reply is not saved). Then the call is counted in the metrics and logged: every
+    call ends here once, however it ended."""
+    settled = await _settle_or_spool(call, outcome)
+    _observe(call, outcome)
+    return settled
+
+
+def _observe(call: Call, outcome: Outcome) -> None:
+    """The call's metrics and its log line (in memory, and one write to stdout)."""
+    model, usage, endpoint = call.model, outcome.usage, call.endpoint
+    cost = model.cost(
+        usage.prompt_tokens, usage.completion_tokens, cached=usage.cached_tokens, cache_written=usage.cache_write_tokens
+    )
+    total = time.monotonic() - call.received
+    vendor = outcome.latency_ms / 1000
+    metrics.requests.labels(endpoint=endpoint, model=model.name, status=outcome.status).inc()
+    metrics.prompt_tokens.labels(model=model.name).inc(usage.prompt_tokens)
+    metrics.completion_tokens.labels(model=model.name).inc(usage.completion_tokens)
+    metrics.cost_usd.labels(model=model.name).inc(float(cost))
+    if outcome.error is not None:
+        metrics.vendor_errors.labels(kind=outcome.error.kind.value).inc()
+    metrics.request_seconds.labels(endpoint=endpoint).observe(total)
+    metrics.vendor_seconds.labels(endpoint=endpoint).observe(vendor)
+    metrics.overhead_seconds.labels(endpoint=endpoint).observe(max(total - vendor, 0.0))
+    if not request_logger.isEnabledFor(logging.INFO):
+        return
+    api_key = call.admission.api_key
+    line = {
+        "request_id": call.request_id,
+        "user": call.admission.user.username,
+        "key_prefix": api_key.prefix if api_key is not None else None,
+        "endpoint": endpoint,
+        "model": model.name,
+        "status": outcome.status,
+        "error": outcome.error.kind.value if outcome.error is not None else None,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "cost_usd": str(cost),
+        "latency_ms": int(total * 1000),
+        "vendor_ms": outcome.latency_ms,
+        "gateway_ms": max(int(total * 1000) - outcome.latency_ms, 0),
+        "vendor_request_id": outcome.request_id,
+    }
+    request_logger.info(json.dumps(line))
+
+
+async def _settle_or_spool(call: Call, outcome: Outcome) -> bool:
     _replayer_start(only_if_pending=True)
     deadline = time.monotonic() + SETTLE_PATIENCE_SECONDS
     delay = 0.25
@@ -587,8 +639,9 @@ async def call_stream(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
             error=error,
         )
 
+    first_token = True
     try:
-        with call_in_flight():
+        with call_in_flight(), metrics.streams_in_flight.track_inprogress():
             async for chunk in stream_with_retries(get_provider(call.model), call.request):
                 request_id = chunk.request_id or request_id
                 usage = chunk.usage or usage
@@ -597,6 +650,9 @@ async def call_stream(call: Call) -> AsyncGenerator[Chunk | GatewayError]:
                 stop_sequence = chunk.stop_sequence or stop_sequence
                 parts.append(chunk.text)
                 tool_parts.append(chunk.tool_text + chunk.reasoning)
+                if first_token and (chunk.text or chunk.tool_calls or chunk.reasoning):
+                    first_token = False
+                    metrics.first_token_seconds.labels(endpoint=call.endpoint).observe(time.monotonic() - call.received)
                 if chunk.text or chunk.raw or chunk.tool_calls or chunk.reasoning:
                     yield Chunk(
                         text=chunk.text,
@@ -689,7 +745,9 @@ def embedding_prepare(http_request: HttpRequest) -> Call:
     admission = completion_admit(user=user, api_key=api_key, model=model, prompt_tokens=sum(counts), max_tokens=0)
     fields = {key: value for key, value in body.items() if key != "model"}
     request = build_request(model, messages=[], max_tokens=1, max_tokens_param=None, extra=fields)
-    return Call(admission, request, "openai", request_id=request_id_of(http_request))
+    return Call(
+        admission, request, "openai", request_id=request_id_of(http_request), received=request_received(http_request)
+    )
 
 
 async def call_embed(call: Call) -> Outcome:

@@ -1,4 +1,5 @@
 import json
+import time
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
@@ -72,7 +73,12 @@ class APIHeadersMiddleware:
 
 class RequestIdMiddleware(_Middleware):
     """Give each request the gateway's id (common.request_ids) and return it in `x-request-id`,
-    on every answer, errors included. First in the chain, so nothing answers without it."""
+    on every answer, errors included. First in the chain, so nothing answers without it; it notes
+    when the request arrived too (a call's latency is measured from then)."""
+
+    def before(self, request):
+        request.received = time.monotonic()
+        return None
 
     def after(self, request, response):
         response["x-request-id"] = request_id_of(request)

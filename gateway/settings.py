@@ -307,12 +307,35 @@ PROVIDER_MAX_CALL_SECONDS = float(env("PROVIDER_MAX_CALL_SECONDS", "600"))
 # ANTHROPIC_BASE_URL (llm_models.vendor_keys).
 PROVIDER_ALLOWED_KEY_HOSTS = [h.strip() for h in env("PROVIDER_ALLOWED_KEY_HOSTS").split(",") if h.strip()]
 
+# /metrics (common.metrics) answers requests from these addresses (comma-separated; empty: none),
+# and requests with `Authorization: Bearer <METRICS_TOKEN>` when that is set; anyone else gets a 404.
+METRICS_ALLOWED_IPS = [ip.strip() for ip in env("METRICS_ALLOWED_IPS", "127.0.0.1").split(",") if ip.strip()]
+METRICS_TOKEN = env("METRICS_TOKEN")
+# One JSON line per call on stdout (logger gateway.requests; docs/operations.md); REQUEST_LOG=0 turns it off.
+REQUEST_LOG = env_bool("REQUEST_LOG", True)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "bare": {"format": "%(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "stdout": {"class": "logging.StreamHandler", "formatter": "bare", "stream": "ext://sys.stdout"},
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    # httpx2 (the vendor SDKs' HTTP stack) logs every request at INFO: too much for a gateway.
-    "loggers": {"django.request": {"level": "ERROR"}, "httpx2": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        # httpx2 (the vendor SDKs' HTTP stack) logs every request at INFO: too much for a gateway.
+        "httpx2": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        # Each line is already JSON: only the message, on stdout, not again through the root's handler.
+        "gateway.requests": {
+            "handlers": ["stdout"],
+            "level": "INFO" if REQUEST_LOG else "WARNING",
+            "propagate": False,
+        },
+    },
 }
