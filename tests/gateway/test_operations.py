@@ -4,15 +4,19 @@ histograms; only for whom it is allowed), and one JSON log line per call."""
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections import defaultdict
 from decimal import Decimal
+from pathlib import Path
 
 import httpx2 as httpx
 import pytest
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+import common.metrics  # noqa: F401  (its metrics registered, to list them)
 from billing.models import UsageRecord
 from tests.factories import make_key
 from tests.live_server import gateway_processes
@@ -176,3 +180,12 @@ def test_metrics_add_up_across_server_processes(alice_key, seeded, fake_openai, 
                 == 3
             )
             assert samples[("gateway_prompt_tokens_total", frozenset({"model": "gpt-3.5-turbo"}.items()))] == 36
+
+
+def test_the_grafana_dashboard_charts_only_metrics_the_gateway_has():
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "deploy/grafana/gateway.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    named = {name for expr in exprs for name in re.findall(r"gateway_\w+", expr)}
+    suffixes = {"counter": ["_total"], "gauge": [""], "histogram": ["_bucket", "_count", "_sum"]}
+    exported = {family.name + suffix for family in REGISTRY.collect() for suffix in suffixes.get(family.type, [])}
+    assert named and named <= exported, named - exported
