@@ -3,6 +3,7 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import ValidationError
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from accounts.models import OutsideIdentity
 from accounts.throttle import SignInThrottled
@@ -25,6 +26,15 @@ class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
 
 
 admin.site.login_form = ThrottledAdminAuthenticationForm
+admin.site.site_header = "LLM Gateway"
+admin.site.site_title = "LLM Gateway admin"
+admin.site.index_title = "Administration"
+# The landing page (templates/home.html): "View site" leads there.
+admin.site.site_url = "/"
+# Sign-in's bookkeeping, one row per refresh token: revocation is "log out" (POST /api/auth/logout/)
+# or a password change, never an edit here.
+admin.site.unregister(OutstandingToken)
+admin.site.unregister(BlacklistedToken)
 
 
 @admin.register(User)

@@ -30,7 +30,7 @@ class Quota(models.Model):
     unlimited = models.BooleanField(default=False)
     token_limit = models.BigIntegerField(null=True, blank=True, help_text="Empty = no token limit.")
     usd_limit = models.DecimalField(
-        max_digits=14, decimal_places=6, null=True, blank=True, help_text="Empty = no spending limit."
+        max_digits=16, decimal_places=8, null=True, blank=True, help_text="Empty = no spending limit."
     )
     period = models.CharField(max_length=16, choices=Period.choices, default=Period.MONTHLY)
     requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
@@ -95,7 +95,7 @@ class APIKey(models.Model):
     token_limit = models.BigIntegerField(
         null=True, blank=True, help_text="This key's own total, inside the user's quota."
     )
-    usd_limit = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    usd_limit = models.DecimalField(max_digits=16, decimal_places=8, null=True, blank=True)
     requests_per_minute = models.PositiveIntegerField(
         null=True, blank=True, help_text="This key's own rate, inside the user's."
     )

@@ -3,10 +3,11 @@
 from datetime import date, timedelta
 from typing import Any
 
-from django.db.models import QuerySet, Sum
+from django.db.models import F, QuerySet, Sum
 from django.utils import timezone
 
 from billing.models import DailyUsage
+from common.money import usd
 
 
 def usage_summary(
@@ -33,10 +34,10 @@ def usage_summary(
         "cost": Sum("cost"),
     }
 
-    def shaped(queryset: QuerySet[DailyUsage], *keys: str) -> list[dict[str, Any]]:
+    def shaped(queryset: QuerySet[DailyUsage], *keys: str, **named: F) -> list[dict[str, Any]]:
         out = []
-        for row in queryset.values(*keys).annotate(**sums).order_by(*keys):
-            row["cost"] = str(row["cost"] or 0)
+        for row in queryset.values(*keys, **named).annotate(**sums).order_by(*keys, *named):
+            row["cost"] = usd(row["cost"])
             row["total_tokens"] = (row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0)
             out.append(row)
         return out
@@ -49,13 +50,13 @@ def usage_summary(
         "by_day": shaped(rows, "day"),
     }
     if by_user:
-        result["by_user"] = shaped(rows, "user_id", "user__username")
+        result["by_user"] = shaped(rows, "user_id", username=F("user__username"))
     return result
 
 
 def _total(rows: QuerySet[DailyUsage], sums: dict[str, Sum]) -> dict[str, Any]:
     total = rows.aggregate(**sums)
     total = {key: value or 0 for key, value in total.items()}
-    total["cost"] = str(total["cost"])
+    total["cost"] = usd(total["cost"])
     total["total_tokens"] = total["prompt_tokens"] + total["completion_tokens"]
     return total

@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from billing.models import APIKey, Quota
+from common.money import USD_PLACES, UsdField, usd
 from llm_models.models import MODEL_NAME_LENGTH, LLMModel, could_be_model_name
 from llm_models.serializers import ModelField
 
@@ -12,21 +13,30 @@ from llm_models.serializers import ModelField
 BIGINT_MAX = 2**63 - 1
 
 
-@extend_schema_field({"type": "string", "format": "decimal", "pattern": r"^\d{0,8}(?:\.\d{0,6})?$", "nullable": True})
+@extend_schema_field(
+    {
+        "type": "string",
+        "format": "decimal",
+        "pattern": rf"^\d{{0,8}}(?:\.\d{{0,{USD_PLACES}}})?$",
+        "nullable": True,
+    }
+)
 class UsdLimitField(serializers.DecimalField):
     """A budget in USD: never negative (the schema says so too; drf-spectacular's pattern for a
-    decimal would allow a sign)."""
+    decimal would allow a sign), shown in the API's one format (common.money)."""
 
     def __init__(self, **kwargs):
-        super().__init__(max_digits=14, decimal_places=6, min_value=0, required=False, allow_null=True, **kwargs)
+        super().__init__(
+            max_digits=8 + USD_PLACES, decimal_places=USD_PLACES, min_value=0, required=False, allow_null=True, **kwargs
+        )
 
 
 class QuotaSerializer(serializers.ModelSerializer):
     remaining_tokens = serializers.SerializerMethodField()
     remaining_usd = serializers.SerializerMethodField()
     resets_at = serializers.SerializerMethodField()
-    used_usd = serializers.DecimalField(max_digits=18, decimal_places=8, read_only=True)
-    reserved_usd = serializers.DecimalField(max_digits=18, decimal_places=8, read_only=True)
+    used_usd = UsdField()
+    reserved_usd = UsdField()
     token_limit = serializers.IntegerField(min_value=0, max_value=BIGINT_MAX, required=False, allow_null=True)
     usd_limit = UsdLimitField()
     user: "serializers.SlugRelatedField[User]" = serializers.SlugRelatedField(slug_field="username", read_only=True)
@@ -53,12 +63,20 @@ class QuotaSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["used_tokens", "reserved_tokens", "period_start", "last_reset_at"]
 
+    def to_representation(self, quota: Quota) -> dict:
+        data = super().to_representation(quota)
+        if quota.unlimited:
+            # The stored limits are kept for when `unlimited` is turned off, but none applies now.
+            data["token_limit"] = data["usd_limit"] = None
+        return data
+
     def get_remaining_tokens(self, quota: Quota) -> int | None:
         return quota.remaining_tokens
 
+    @extend_schema_field(UsdField(allow_null=True))
     def get_remaining_usd(self, quota: Quota) -> str | None:
         remaining = quota.remaining_usd
-        return None if remaining is None else str(remaining)
+        return None if remaining is None else usd(remaining)
 
     def get_resets_at(self, quota: Quota) -> str | None:
         return quota.resets_at.isoformat() if quota.resets_at else None
@@ -81,10 +99,51 @@ class DateRangeSerializer(serializers.Serializer):
         return attrs
 
 
+class UsageRowSerializer(serializers.Serializer):
+    requests = serializers.IntegerField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+    cost = UsdField()
+
+
+class UsageByModelSerializer(UsageRowSerializer):
+    model_name = serializers.CharField()
+
+
+class UsageByDaySerializer(UsageRowSerializer):
+    day = serializers.DateField()
+
+
+class UsageByUserSerializer(UsageRowSerializer):
+    user_id = serializers.IntegerField()
+    username = serializers.CharField()
+
+
+class UsageSummarySerializer(serializers.Serializer):
+    """Usage over the days from `start` to `end`, both included (default: the last 30 days)."""
+
+    start = serializers.DateField()
+    end = serializers.DateField()
+    total = UsageRowSerializer()
+    by_model = UsageByModelSerializer(many=True)
+    by_day = UsageByDaySerializer(many=True)
+
+
+class AdminUsageSerializer(UsageSummarySerializer):
+    by_user = UsageByUserSerializer(many=True)
+
+
+class MyUsageSerializer(serializers.Serializer):
+    quota = QuotaSerializer(help_text="The quota; its used and reserved amounts count the current period only.")
+    date_range = UsageSummarySerializer(help_text="Usage from `start` to `end` (default: the last 30 days).")
+
+
 class APIKeySerializer(serializers.ModelSerializer):
     allowed_models = ModelField(many=True, required=False, queryset=LLMModel.objects.all())
     token_limit = serializers.IntegerField(min_value=0, max_value=BIGINT_MAX, required=False, allow_null=True)
     usd_limit = UsdLimitField()
+    used_usd = UsdField()
     active = serializers.BooleanField(source="is_active", read_only=True)
 
     class Meta:

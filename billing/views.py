@@ -1,6 +1,5 @@
 from django.contrib.auth import get_user_model
 from django.shortcuts import get_object_or_404
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, mixins, status, viewsets
 from rest_framework.decorators import api_view, permission_classes
@@ -12,28 +11,36 @@ from billing.models import APIKey
 from billing.permissions import SignedInUser
 from billing.quotas import quota_get, quota_reset, quota_update
 from billing.selectors import usage_summary
-from billing.serializers import APIKeySerializer, DateRangeSerializer, QuotaSerializer
+from billing.serializers import (
+    AdminUsageSerializer,
+    APIKeySerializer,
+    DateRangeSerializer,
+    MyUsageSerializer,
+    QuotaSerializer,
+)
 from common.users import signed_in_user
 
 
-@extend_schema(parameters=[DateRangeSerializer], responses=OpenApiTypes.OBJECT)
+@extend_schema(parameters=[DateRangeSerializer], responses=MyUsageSerializer)
 @api_view(["GET"])
 def my_usage(request):
-    """The signed-in user's quota, and usage by model and by day over a date range."""
+    """The signed-in user's quota (`quota`: what the current period has used, from `period_start`
+    to `resets_at`), and usage by model and by day over a date range (`date_range`: from `start`
+    to `end`, by default the last 30 days)."""
     params = DateRangeSerializer(data=request.query_params)
     params.is_valid(raise_exception=True)
     data = params.validated_data
     return Response(
         {
             "quota": QuotaSerializer(quota_get(user=request.user)).data,
-            **usage_summary(
+            "date_range": usage_summary(
                 start=data.get("start"), end=data.get("end"), user_id=request.user.pk, model=data.get("model")
             ),
         }
     )
 
 
-@extend_schema(parameters=[DateRangeSerializer], responses=OpenApiTypes.OBJECT)
+@extend_schema(parameters=[DateRangeSerializer], responses=AdminUsageSerializer)
 @api_view(["GET"])
 @permission_classes([IsAdminUser])
 def admin_usage(request):

@@ -4,6 +4,7 @@ from django.db.models import QuerySet
 from rest_framework import serializers
 
 from agents.models import Agent
+from common.money import UsdField
 from dialogs.models import Dialog, Message
 from llm_models.models import LLMModel
 from llm_models.serializers import ModelField
@@ -11,7 +12,7 @@ from llm_models.serializers import ModelField
 
 class MessageSerializer(serializers.ModelSerializer):
     model: "serializers.SlugRelatedField[LLMModel]" = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    cost = serializers.DecimalField(max_digits=14, decimal_places=8, coerce_to_string=True, read_only=True)
+    cost = UsdField()
 
     class Meta:
         model = Message

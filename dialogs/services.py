@@ -23,6 +23,7 @@ from django.utils import timezone
 from billing.admission import reservation_release
 from billing.models import APIKey
 from common.errors import GatewayError
+from common.money import usd
 from completions.core import (
     Call,
     Outcome,
@@ -149,7 +150,7 @@ def usage_data(message: Message) -> dict:
         "prompt_tokens": message.prompt_tokens,
         "completion_tokens": message.completion_tokens,
         "total_tokens": message.prompt_tokens + message.completion_tokens,
-        "cost": str(message.cost),
+        "cost": usd(message.cost),
     }
 
 

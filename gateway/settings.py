@@ -273,9 +273,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Dialogs, model catalog, agents, quotas and usage, and vendor-compatible endpoints.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    # Swagger UI from the gateway's own static files (drf-spectacular-sidecar), not a CDN.
+    # Swagger UI and ReDoc from the gateway's own static files (drf-spectacular-sidecar), not a
+    # CDN; templates/redoc.html drops ReDoc's Google Fonts.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -3,14 +3,16 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.generic import TemplateView
 from django.views.static import serve
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from common import errors
 from common.health import healthz
 from common.metrics import metrics_view
 
 urlpatterns = [
+    path("", TemplateView.as_view(template_name="home.html"), name="home"),
     path("admin/", admin.site.urls),
     # The admin console's assets (collected by `make run` / `make serve`). Served by a plain view:
     # a WSGI-only static middleware would push every request, /v1/ included, through a thread.
@@ -19,6 +21,7 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="redoc.html"), name="redoc"),
     path("api/", include("accounts.urls")),
     path("api/", include("billing.urls")),
     path("api/", include("llm_models.urls")),

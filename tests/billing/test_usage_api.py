@@ -1,4 +1,8 @@
+from datetime import timedelta
+from decimal import Decimal
+
 import pytest
+from django.utils import timezone
 
 from billing.models import Quota
 from billing.quotas import quota_get
@@ -23,16 +27,57 @@ def test_a_user_sees_their_quota_and_usage_by_model_and_day(chatted, alice_clien
     quota = body["quota"]
     assert quota["used_tokens"] == 165 and quota["reserved_tokens"] == 0
     assert quota["remaining_tokens"] == quota["token_limit"] - 165
-    assert quota["period"] == "monthly" and quota["resets_at"]
-    by_model = {row["model_name"]: row for row in body["by_model"]}
+    assert quota["period"] == "monthly" and quota["period_start"] and quota["resets_at"]
+    usage = body["date_range"]
+    today = timezone.now().date()
+    assert (usage["start"], usage["end"]) == ((today - timedelta(days=30)).isoformat(), today.isoformat())
+    by_model = {row["model_name"]: row for row in usage["by_model"]}
     assert by_model["gpt-4-turbo"]["total_tokens"] == 150 and by_model["gpt-4-turbo"]["requests"] == 1
     assert by_model["claude-3-sonnet"]["prompt_tokens"] == 10
-    assert len(body["by_day"]) == 1 and body["by_day"][0]["total_tokens"] == 165
-    assert body["total"]["requests"] == 2
+    assert len(usage["by_day"]) == 1 and usage["by_day"][0]["total_tokens"] == 165
+    assert usage["total"]["requests"] == 2
+
+
+def test_every_cost_is_a_string_with_eight_decimal_places(chatted, alice, alice_client, staff_client):
+    set_quota(alice, usd_limit=Decimal("1.5"))
+    mine = alice_client.get("/api/me/usage/").json()
+    quota, usage = mine["quota"], mine["date_range"]
+    # $0.01 + $0.03 per 1k on gpt-4-turbo, $0.003 + $0.015 on claude-3-sonnet.
+    assert (quota["used_usd"], quota["reserved_usd"]) == ("0.00260500", "0.00000000")
+    assert (quota["usd_limit"], quota["remaining_usd"]) == ("1.50000000", "1.49739500")
+    assert usage["total"]["cost"] == usage["by_day"][0]["cost"] == "0.00260500"
+    assert {row["model_name"]: row["cost"] for row in usage["by_model"]} == {
+        "claude-3-sonnet": "0.00010500",
+        "gpt-4-turbo": "0.00250000",
+    }
+    empty = alice_client.get("/api/me/usage/?start=2020-01-01&end=2020-01-31").json()["date_range"]
+    assert empty["total"]["cost"] == "0.00000000"
+    staff = staff_client.get("/api/admin/usage/").json()
+    assert (staff["total"]["cost"], staff["by_user"][0]["cost"]) == ("0.00260500", "0.00260500")
+    assert staff_client.get(f"/api/admin/users/{alice.pk}/quota/").json()["used_usd"] == "0.00260500"
+    dialog = make_dialog(alice, model="gpt-4-turbo")
+    sent = send(alice_client, dialog).json()
+    assert sent["usage"]["cost"] == sent["assistant_message"]["cost"] == "0.00250000"
+    history = alice_client.get(f"/api/dialogs/{dialog.pk}/messages/").json()
+    assert [message["cost"] for message in history["results"]] == ["0.00000000", "0.00250000"]
+    key = alice_client.post("/api/keys/", {"name": "ci", "usd_limit": "0.25"}, format="json").json()
+    assert (key["usd_limit"], key["used_usd"]) == ("0.25000000", "0.00000000")
+
+
+def test_an_unlimited_quota_shows_no_limits(alice, alice_client, staff_client):
+    set_quota(alice, unlimited=True, token_limit=1_000_000, usd_limit=Decimal(5))
+    for quota in (
+        alice_client.get("/api/me/usage/").json()["quota"],
+        staff_client.get(f"/api/admin/users/{alice.pk}/quota/").json(),
+    ):
+        assert quota["unlimited"] is True
+        assert (quota["token_limit"], quota["usd_limit"]) == (None, None)
+        assert (quota["remaining_tokens"], quota["remaining_usd"]) == (None, None)
 
 
 def test_usage_outside_the_date_range_is_left_out(chatted, alice_client):
-    body = alice_client.get("/api/me/usage/?start=2020-01-01&end=2020-01-31").json()
+    body = alice_client.get("/api/me/usage/?start=2020-01-01&end=2020-01-31").json()["date_range"]
+    assert (body["start"], body["end"]) == ("2020-01-01", "2020-01-31")
     assert body["by_model"] == [] and body["total"]["requests"] == 0
     response = alice_client.get("/api/me/usage/?start=2020-02-01&end=2020-01-01")
     assert response.status_code == 400 and "start" in response.json()["error"]["fields"]
@@ -41,12 +86,14 @@ def test_usage_outside_the_date_range_is_left_out(chatted, alice_client):
 
 def test_a_user_sees_only_their_own_usage(chatted, bob_client):
     body = bob_client.get("/api/me/usage/").json()
-    assert body["total"]["requests"] == 0 and body["quota"]["used_tokens"] == 0
+    assert body["date_range"]["total"]["requests"] == 0 and body["quota"]["used_tokens"] == 0
 
 
 def test_staff_see_usage_by_user(chatted, staff_client, alice, bob_client):
     body = staff_client.get("/api/admin/usage/").json()
-    assert [(row["user__username"], row["total_tokens"]) for row in body["by_user"]] == [("alice", 165)]
+    assert [(row["user_id"], row["username"], row["total_tokens"]) for row in body["by_user"]] == [
+        (alice.pk, "alice", 165)
+    ]
     assert (
         staff_client.get(f"/api/admin/usage/?user={alice.pk}&model=gpt-4-turbo").json()["total"]["total_tokens"] == 150
     )

@@ -1,5 +1,7 @@
 """The Django admin console: staff sign in at /admin/, manage users, models, agents, keys."""
 
+import re
+
 import pytest
 from django.test import Client
 
@@ -189,3 +191,13 @@ def test_the_dashboard_works_with_an_empty_database(admin_browser):
     response = admin_browser.get("/admin/")
     assert response.status_code == 200
     assert '<th scope="row">Models enabled</th><td>0</td>' in response.content.decode()
+
+
+def test_the_console_is_the_gateways_and_shows_no_sign_in_bookkeeping(admin_browser):
+    content = admin_browser.get("/admin/").content.decode()
+    assert "<title>Administration | LLM Gateway admin</title>" in content
+    assert '<a href="/admin/">LLM Gateway</a>' in content and "Django administration" not in content
+    assert "Outstanding tokens" not in content and "Blacklisted tokens" not in content
+    assert admin_browser.get("/admin/token_blacklist/outstandingtoken/").status_code == 404
+    view_site = re.search(r'<a href="([^"]+)">View site</a>', content).group(1)
+    assert admin_browser.get(view_site).status_code == 200

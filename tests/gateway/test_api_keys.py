@@ -71,7 +71,7 @@ def test_a_key_gets_a_name_expiry_models_and_limits(alice_client, seeded):
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["allowed_models"] == ["gpt-3.5-turbo"]
-    assert body["token_limit"] == 5000 and body["usd_limit"] == "2.500000"
+    assert body["token_limit"] == 5000 and body["usd_limit"] == "2.50000000"
     assert body["expires_at"] is not None
 
 

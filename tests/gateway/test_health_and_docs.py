@@ -1,4 +1,4 @@
-"""GET /healthz, the OpenAPI schema and the Swagger UI."""
+"""GET /healthz, the landing page, the OpenAPI schema, Swagger UI and ReDoc."""
 
 import re
 
@@ -72,12 +72,19 @@ def test_the_swagger_ui_is_an_html_page(anon_client):
     assert b"swagger" in response.content.lower()
 
 
-def test_the_swagger_ui_loads_only_the_gateways_own_static_files(anon_client, settings):
-    """It works without the internet, and no outside server can change what it runs."""
-    page = anon_client.get("/api/docs/").content.decode()
+def test_redoc_is_an_html_page_reading_the_schema(anon_client):
+    response = anon_client.get("/api/redoc/")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/html")
+    assert b'<redoc spec-url="/api/schema/">' in response.content
+
+
+@pytest.mark.parametrize(("path", "files"), [("/api/docs/", 3), ("/api/redoc/", 1)])
+def test_the_api_docs_load_only_the_gateways_own_static_files(anon_client, settings, path, files):
+    """They work without the internet, and no outside server can change what they run."""
+    page = anon_client.get(path).content.decode()
 
     assets = re.findall(r'(?:src|href)="([^"]+)"', page)
-    assert len(assets) >= 3  # its scripts and styles
+    assert len(assets) >= files  # their scripts and styles
     for asset in assets:
         assert asset.startswith(settings.STATIC_URL), asset
         assert finders.find(asset.removeprefix(settings.STATIC_URL)), asset
@@ -93,3 +100,12 @@ def test_the_schema_generates_without_warnings_and_validates(tmp_path, capsys):
         pytest.fail(f"{exc}\n{capsys.readouterr().err}")
     finally:
         GENERATOR_STATS.reset()
+
+
+def test_the_landing_page_links_the_docs_the_admin_and_health(anon_client):
+    response = anon_client.get("/")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/html")
+    links = re.findall(r'href="([^"]+)"', response.content.decode())
+    assert {"/api/docs/", "/api/redoc/", "/api/schema/", "/admin/", "/healthz"} <= set(links)
+    assert all(anon_client.get(link).status_code in (200, 302) for link in links)
+    assert "://" not in response.content.decode()
