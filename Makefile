@@ -52,8 +52,9 @@ serve: $(VENV)/.installed
 	@$(MAKE) --no-print-directory migrate
 	@# The workers' metrics, summed by /metrics (common/metrics.py): in a directory new to this start,
 	@# so no count of an earlier run is added in.
+	@# exec: the shell becomes gunicorn, so a signal to it (a deploy's SIGTERM) reaches the master.
 	metrics_dir=$$(mktemp -d "$${TMPDIR:-/tmp}/gateway-metrics.XXXXXX") && \
-	PROMETHEUS_MULTIPROC_DIR=$$metrics_dir $(BIN)/gunicorn gateway.asgi:application -k gateway.server.Worker \
+	PROMETHEUS_MULTIPROC_DIR=$$metrics_dir exec $(BIN)/gunicorn gateway.asgi:application -k gateway.server.Worker \
 		-w $(WORKERS) -b $(HOST):$(PORT) --access-logfile - --graceful-timeout $(GRACEFUL_TIMEOUT)
 
 # Tests: SQLite and an in-process cache unless DATABASE_URL / REDIS_URL are set.

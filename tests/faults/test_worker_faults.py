@@ -111,7 +111,9 @@ def test_a_call_longer_than_the_lease_keeps_its_reservation_and_the_quota_holds(
 def _gunicorn_master(make: int) -> int:
     """The gunicorn master under `make serve` (make may run it through a shell)."""
     pid = make
-    while b"gunicorn" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+    # The process whose program (its first or, for a script, second argument) is gunicorn: not a
+    # shell whose command line merely mentions it.
+    while not any(arg.endswith(b"/gunicorn") for arg in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2]):
         (pid,) = map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
     return pid
 
