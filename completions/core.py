@@ -19,7 +19,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,8 +43,10 @@ from llm_models import catalog
 from llm_models.models import MODEL_NAME_LENGTH, LLMModel, ModelKind, ProviderKind, could_be_model_name
 from llm_models.providers.base import (
     Chunk,
+    Completion,
     CompletionRequest,
     FinishReason,
+    Provider,
     ProviderError,
     Usage,
     complete_with_retries,
@@ -580,21 +582,28 @@ def _outcome(
     )
 
 
-async def call_complete(call: Call) -> Outcome:
-    """The whole reply, stored and billed; or the GatewayError of the vendor's failure (what the
-    call produced, nothing, is stored and billed all the same)."""
-    started = time.monotonic()
+async def _answer_whole(
+    call: Call, attempt: Callable[[Provider, CompletionRequest], Awaitable[Completion]], started: float
+) -> Completion:
+    """The vendor's whole answer (a reply, embeddings), with the gateway's retries. A failure is
+    settled here (nothing was produced) and raised as the client's GatewayError; a client that
+    goes away is settled too: nothing was received, so nothing is charged."""
     try:
         with call_in_flight():
-            completion = await complete_with_retries(get_provider(call.model), call.request)
+            return await attempt(get_provider(call.model), call.request)
     except ProviderError as error:
         await _settle_surely(call, _outcome(call, status=UsageStatus.ERROR, started=started, error=error))
         raise from_provider_error(error) from error
     except BaseException:
-        # The client went away: nothing was received, so nothing is charged.
-        outcome = _outcome(call, status=UsageStatus.INCOMPLETE, started=started)
-        await asyncio.shield(_settle_surely(call, outcome))
+        await asyncio.shield(_settle_surely(call, _outcome(call, status=UsageStatus.INCOMPLETE, started=started)))
         raise
+
+
+async def call_complete(call: Call) -> Outcome:
+    """The whole reply, stored and billed; or the GatewayError of the vendor's failure (what the
+    call produced, nothing, is stored and billed all the same)."""
+    started = time.monotonic()
+    completion = await _answer_whole(call, complete_with_retries, started)
     outcome = _outcome(
         call,
         status=UsageStatus.OK,
@@ -754,15 +763,7 @@ async def call_embed(call: Call) -> Outcome:
     """The vendor's embeddings, billed per input token (what it reports, else what was counted);
     or the GatewayError of its failure."""
     started = time.monotonic()
-    try:
-        with call_in_flight():
-            answer = await embed_with_retries(get_provider(call.model), call.request)
-    except ProviderError as error:
-        await _settle_surely(call, _outcome(call, status=UsageStatus.ERROR, started=started, error=error))
-        raise from_provider_error(error) from error
-    except BaseException:
-        await asyncio.shield(_settle_surely(call, _outcome(call, status=UsageStatus.INCOMPLETE, started=started)))
-        raise
+    answer = await _answer_whole(call, embed_with_retries, started)
     usage = answer.usage or Usage(call.admission.prompt_tokens, 0)
     outcome = _outcome(call, status=UsageStatus.OK, started=started, usage=usage, request_id=answer.request_id)
     outcome.raw = answer.raw
