@@ -316,11 +316,16 @@ def _chunk(
     }
     if usage is not None:
         data["usage"] = usage
-    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+    return _event(data)
 
 
 def _event(data: dict) -> bytes:
     return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _error_event(error: GatewayError) -> bytes:
+    """A failure after the stream began: the last event, in OpenAI's error shape."""
+    return _event({"error": {"message": error.message, "type": _openai_type(error), "code": error.type}})
 
 
 async def _relayed_sse(call: Call, items: AsyncGenerator[Chunk | GatewayError], include_usage: bool):
@@ -329,7 +334,7 @@ async def _relayed_sse(call: Call, items: AsyncGenerator[Chunk | GatewayError], 
     usage_sent = False
     async for item in items:
         if isinstance(item, GatewayError):
-            yield _event({"error": {"message": item.message, "type": _openai_type(item), "code": item.type}})
+            yield _error_event(item)
             return
         if item.raw is not None:
             event = item.raw | {"model": call.model.name}
@@ -362,8 +367,7 @@ async def _sse(call: Call, items: AsyncGenerator[Chunk | GatewayError], include_
     yield _chunk(completion_id, created, model, {"role": "assistant", "content": ""})
     async for item in items:
         if isinstance(item, GatewayError):
-            error = {"error": {"message": item.message, "type": _openai_type(item), "code": item.type}}
-            yield b"data: " + json.dumps(error).encode() + b"\n\n"
+            yield _error_event(item)
             return
         if item.reasoning:
             yield _chunk(completion_id, created, model, {"reasoning_content": item.reasoning})
