@@ -15,6 +15,7 @@ from llm_models.providers.base import (
     ProviderError,
     SDKProvider,
     Usage,
+    answer_object,
     is_count,
     malformed_answer,
 )
@@ -309,6 +310,7 @@ class AnthropicProvider(SDKProvider[anthropic.AsyncAnthropic]):
                     usage = (event.get("message") or {}).get("usage") or {}
                     input_tokens = usage.get("input_tokens", input_tokens)
                     cache_counts |= {name: usage[name] for name in CACHE_COUNTS if usage.get(name) is not None}
+                    # isinstance narrows the type; is_count also refuses booleans and negatives
                     if isinstance(input_tokens, int) and all(
                         is_count(n) for n in (input_tokens, *cache_counts.values())
                     ):
@@ -382,12 +384,7 @@ def _usage(input_tokens: int, output_tokens: int, counts: dict) -> Usage:
 
 
 def _parse(data: str, request_id: str) -> dict:
-    try:
-        event = json.loads(data)
-    except ValueError:
-        event = None
-    if not isinstance(event, dict):
-        raise ProviderError("the provider sent a malformed stream", kind=ErrorKind.SERVER, request_id=request_id)
+    event = answer_object(data, request_id)
     if event.get("type") == "error":  # e.g. "overloaded_error" after the stream has begun
         error = event.get("error") or {}
         kind = KIND_BY_ERROR_TYPE.get(str(error.get("type")), ErrorKind.SERVER)

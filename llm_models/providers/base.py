@@ -21,6 +21,7 @@ imports no SDK, so importing it (or the registry) stays fast; see docs/providers
 import asyncio
 import contextlib
 import enum
+import json
 import logging
 import os
 import random
@@ -172,6 +173,18 @@ KEY_ENV_PATTERN = re.compile(r"[A-Z][A-Z0-9_]*_API_KEY")
 def is_count(value: object) -> bool:
     """A token count as a vendor's answer must carry it: a non-negative integer."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def answer_object(data: str, request_id: str) -> dict:
+    """A vendor's answer or stream event: a JSON object, or the malformed_answer error (nested past
+    Python's stack included: a vendor's bytes never become a 500)."""
+    try:
+        event = json.loads(data)
+    except (ValueError, RecursionError):
+        event = None
+    if not isinstance(event, dict):
+        raise malformed_answer(request_id)
+    return event
 
 
 def malformed_answer(request_id: str) -> ProviderError:

@@ -1,6 +1,5 @@
 """OpenAI, and any server speaking its chat-completions API (vLLM, Ollama, LM Studio, ...)."""
 
-import json
 from collections.abc import AsyncGenerator
 
 import httpx2  # the SDK's HTTP stack: its Response is what the raw call returns
@@ -14,6 +13,7 @@ from llm_models.providers.base import (
     ProviderError,
     SDKProvider,
     Usage,
+    answer_object,
     is_count,
     malformed_answer,
 )
@@ -184,12 +184,7 @@ def _usage(counts: dict) -> Usage:
 
 
 def _parse(data: str, request_id: str) -> dict:
-    try:
-        event = json.loads(data)
-    except ValueError:
-        event = None
-    if not isinstance(event, dict):
-        raise ProviderError("the provider sent a malformed answer", kind=ErrorKind.SERVER, request_id=request_id)
+    event = answer_object(data, request_id)
     if event.get("error"):  # OpenAI-compatible servers report mid-stream failures this way
         error = event["error"]
         message = error.get("message", "") if isinstance(error, dict) else str(error)

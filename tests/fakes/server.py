@@ -241,7 +241,7 @@ class Exchange:
         return headers
 
     async def json(self, status: int, data: Any, **extra_headers: str) -> None:
-        body = json.dumps(data).encode()
+        body = data if isinstance(data, bytes) else json.dumps(data).encode()  # bytes: sent as they are
         headers = self._headers(b"application/json", extra_headers)
         headers.append((b"content-length", str(len(body)).encode()))
         await self.send({"type": "http.response.start", "status": status, "headers": headers})

@@ -36,6 +36,10 @@ MALFORMED_ANTHROPIC = {
     "usage not numbers": {"type": "message", "content": [], "usage": {"input_tokens": "a", "output_tokens": 1}},
     "stop_reason a list": {"type": "message", "content": [], "stop_reason": ["end_turn"]},
 }
+# Bytes the fake sends as they are: JSON nested past Python's stack.
+NESTED = b'{"choices": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+MALFORMED_OPENAI["nested past the stack"] = NESTED
+MALFORMED_ANTHROPIC["nested past the stack"] = NESTED
 CASES = [("gpt-3.5-turbo", "fake_openai", name, body) for name, body in MALFORMED_OPENAI.items()] + [
     ("claude-3-sonnet", "fake_anthropic", name, body) for name, body in MALFORMED_ANTHROPIC.items()
 ]
